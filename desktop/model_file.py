@@ -1,0 +1,73 @@
+"""Cheap checks on a GGUF file before the engine tries to load it.
+
+These run in the app's own process, so they only look at the first bytes:
+anything deeper (tensor layout, architecture) is left to llama.cpp in the
+engine's child process, where a crash cannot take the app down.
+"""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+GGUF_MAGIC = b"GGUF"
+GGUF_VERSIONS = (2, 3)
+# magic (4) + version (u32) + tensor count (u64) + metadata key/value count (u64)
+GGUF_HEADER_SIZE = 24
+
+
+class ModelFileError(ValueError):
+    """A model file that cannot be used, with a message meant for the user."""
+
+    def __init__(self, path: Path, problem: str, hint: str) -> None:
+        self.path = path
+        self.problem = problem
+        self.hint = hint
+        super().__init__(f"{path}: {problem}. {hint}")
+
+
+def _looks_like_text(head: bytes) -> bool:
+    if not head:
+        return False
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    printable = sum(ch.isprintable() or ch in "\r\n\t" for ch in text)
+    return printable / len(text) > 0.95
+
+
+def check_gguf_file(path: Path) -> None:
+    """Raise ModelFileError when `path` is clearly not a loadable GGUF model."""
+    choose = "Choose a .gguf model file (for example one downloaded from the Hugging Face Hub)."
+    if not path.exists():
+        raise ModelFileError(path, "the file does not exist", choose)
+    if path.is_dir():
+        raise ModelFileError(path, "this is a folder, not a model file", choose)
+    try:
+        with path.open("rb") as f:
+            head = f.read(4096)
+    except OSError as exc:
+        raise ModelFileError(path, f"the file cannot be read ({exc.strerror})", choose) from exc
+    if len(head) == 0:
+        raise ModelFileError(path, "the file is empty", "Download or copy the model again.")
+    if not head.startswith(GGUF_MAGIC):
+        if _looks_like_text(head):
+            problem = "this is a text file, not a GGUF model"
+        else:
+            problem = "this is not a GGUF model (it does not start with the GGUF signature)"
+        raise ModelFileError(path, problem, choose)
+    if len(head) < GGUF_HEADER_SIZE:
+        raise ModelFileError(
+            path,
+            "the file is truncated (shorter than a GGUF header)",
+            "Download or copy the model again.",
+        )
+    (version,) = struct.unpack_from("<I", head, 4)
+    if version not in GGUF_VERSIONS:
+        raise ModelFileError(
+            path,
+            f"GGUF version {version} is not supported (supported: "
+            f"{', '.join(map(str, GGUF_VERSIONS))})",
+            "Convert the model again with a current llama.cpp.",
+        )
