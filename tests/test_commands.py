@@ -1,0 +1,129 @@
+"""The commands as a user runs them: `kodcu --smoke`, `kodcu-serve`, and `kodcu` killed hard."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+import psutil
+import pytest
+
+PROMPT = "Write a Python function that returns the square of a number."
+
+
+def engine_children(pid: int) -> list[psutil.Process]:
+    try:
+        children = psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+    return [c for c in children if "desktop.engine_child" in " ".join(c.cmdline())]
+
+
+def wait_for(condition, timeout_s: float, what: str):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        result = condition()
+        if result:
+            return result
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+
+
+def chat(url: str, key: str | None) -> int:
+    body = {"messages": [{"role": "user", "content": PROMPT}], "max_tokens": 16}
+    headers = {"Content-Type": "application/json"}
+    if key:
+        headers["Authorization"] = f"Bearer {key}"
+    request = urllib.request.Request(
+        url + "/chat/completions", data=json.dumps(body).encode(), headers=headers
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            assert json.loads(response.read())["choices"][0]["message"]["content"]
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def test_smoke_answers_and_prints_both_figures(default_model) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "desktop", "--smoke", PROMPT, "--max-tokens", "64"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stderr
+    ttft = re.search(r"^time to first token: (\d+) ms$", done.stdout, re.MULTILINE)
+    speed = re.search(r"^tokens/s: ([\d.]+)$", done.stdout, re.MULTILINE)
+    assert ttft and speed, done.stdout
+    answer = done.stdout[: ttft.start()].strip()
+    assert len(answer) > 10, "a real answer comes before the figures"
+    assert float(speed.group(1)) > 1
+
+
+def test_smoke_fails_clearly_on_a_bad_model(tmp_path) -> None:
+    bad = tmp_path / "notes.gguf"
+    bad.write_text("just some notes\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "desktop", "--smoke", PROMPT, "--model", str(bad)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert "text file" in done.stderr and str(bad) in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.2"])
+def test_serve_prints_url_and_key_and_enforces_the_key(default_model, host: str) -> None:
+    args = [sys.executable, "-m", "desktop.serve", "--ctx", "1024"]
+    if host != "127.0.0.1":
+        args += ["--host", host]  # the default must be the loopback address
+    server = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout
+        url = server.stdout.readline().strip().removeprefix("URL: ")
+        key = server.stdout.readline().strip().removeprefix("API key: ")
+        assert url.startswith(f"http://{host}:") and url.endswith("/v1"), url
+        assert chat(url, None) == 401
+        assert chat(url, "not-the-key") == 401
+        assert chat(url, key) == 200
+        [child] = engine_children(server.pid)
+        listening = [c.laddr.ip for c in child.net_connections() if c.status == "LISTEN"]
+        assert listening == [host]
+    finally:
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(15) == 0
+    assert not engine_children(server.pid)
+
+
+def test_no_engine_left_after_the_app_is_killed_with_sigkill(default_model) -> None:
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
+    app = subprocess.Popen(
+        [sys.executable, "-m", "desktop"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        [child] = wait_for(lambda: engine_children(app.pid), 60, "the engine to start")
+        wait_for(
+            lambda: any(c.status == "LISTEN" for c in child.net_connections()),
+            60,
+            "the engine to listen",
+        )
+        app.kill()  # SIGKILL: the app gets no chance to clean up
+        app.wait(10)
+        gone, alive = psutil.wait_procs([child], timeout=10)
+        assert not alive, f"engine {child.pid} outlived the app"
+    finally:
+        if app.poll() is None:
+            app.kill()

@@ -1,0 +1,168 @@
+"""The engine on the real default model: start, stream, stop, crash, restart, bad files."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import psutil
+import pytest
+
+from desktop.client import ApiError, ChatStream
+from desktop.engine import Engine, EngineConfig, EngineError
+from tests import gguf_files
+
+QUESTION = [
+    {"role": "user", "content": "Write a Python function that returns the square of a number."}
+]
+# Token id 1 is <eos> in Gemma's vocabulary: banning it keeps the model talking,
+# so a stop can be told apart from an answer that ended by itself.
+ENDLESS = {"logit_bias": {"1": -100.0}, "logit_bias_type": "input_ids"}
+
+
+def get(url: str, key: str | None) -> int:
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=10) as r:
+            return r.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def cpu_seconds(pid: int) -> float:
+    times = psutil.Process(pid).cpu_times()
+    return times.user + times.system
+
+
+def test_engine_listens_on_loopback_with_a_random_key(engine: Engine) -> None:
+    assert engine.base_url.startswith("http://127.0.0.1:")
+    assert len(engine.api_key) >= 24
+    assert engine.chat_template == "alpaca", "the base model has no template of its own"
+    listening = [
+        c for c in psutil.Process(engine.pid).net_connections() if c.status == psutil.CONN_LISTEN
+    ]
+    assert [c.laddr.ip for c in listening] == ["127.0.0.1"]
+
+
+def test_api_key_is_enforced(engine: Engine) -> None:
+    models = engine.base_url + "/models"
+    assert get(models, None) == 401
+    assert get(models, "wrong-key") == 401
+    assert get(models, engine.api_key) == 200
+    with pytest.raises(ApiError) as caught:
+        list(ChatStream(engine.base_url, "wrong-key", QUESTION, max_tokens=4))
+    assert caught.value.status == 401
+    assert "API key" in str(caught.value)
+
+
+def test_streams_a_real_answer(engine: Engine) -> None:
+    stream = ChatStream(engine.base_url, engine.api_key, QUESTION, max_tokens=64, temperature=0)
+    pieces = list(stream)
+    assert len(pieces) > 5, "the answer arrives as many pieces, not one block"
+    assert "".join(pieces).strip()
+    assert stream.stats.tokens == len(pieces)
+    assert stream.stats.time_to_first_token_s is not None
+    assert stream.stats.tokens_per_s and stream.stats.tokens_per_s > 1
+    assert stream.stats.finish_reason in ("stop", "length")
+
+
+def test_stop_ends_generation_in_the_child_not_only_the_stream(engine: Engine) -> None:
+    stream = ChatStream(engine.base_url, engine.api_key, QUESTION, max_tokens=1500, extra=ENDLESS)
+    for received, _ in enumerate(stream, start=1):
+        if received == 10:
+            stream.cancel()
+    assert stream.stats.finish_reason == "cancelled"
+    # Were generation still running, the child would burn a core or two; 1500
+    # tokens take well over ten seconds here, so it would still be busy.
+    time.sleep(0.5)
+    before = cpu_seconds(engine.pid)
+    time.sleep(1.5)
+    busy = cpu_seconds(engine.pid) - before
+    assert busy < 0.3, f"the child used {busy:.2f} s of CPU in 1.5 s after the stop"
+    # And the engine is free at once for the next question.
+    follow_up = ChatStream(engine.base_url, engine.api_key, QUESTION, max_tokens=8)
+    assert list(follow_up)
+    assert follow_up.stats.time_to_first_token_s < 2.0
+
+
+def test_a_new_request_interrupts_a_running_one(engine: Engine) -> None:
+    first = ChatStream(engine.base_url, engine.api_key, QUESTION, max_tokens=1500, extra=ENDLESS)
+    pieces = iter(first)
+    next(pieces)
+    second = ChatStream(engine.base_url, engine.api_key, QUESTION, max_tokens=8)
+    assert list(second), "the second request is answered without waiting 1500 tokens"
+    first.cancel()
+    list(pieces)
+
+
+def test_engine_restarts_after_its_child_dies(default_model: Path) -> None:
+    with Engine(EngineConfig(model=default_model, n_ctx=1024)) as engine:
+        first_pid = engine.pid
+        assert first_pid is not None
+        os.kill(first_pid, signal.SIGKILL)
+        deadline = time.monotonic() + 5
+        while engine.is_running() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not engine.is_running()
+        with pytest.raises(ApiError):
+            list(ChatStream(engine.base_url, engine.api_key, QUESTION, max_tokens=4))
+        engine.restart()
+        second_pid = engine.pid
+        assert engine.is_running() and second_pid != first_pid
+        assert list(ChatStream(engine.base_url, engine.api_key, QUESTION, max_tokens=8))
+    assert second_pid is not None and not psutil.pid_exists(second_pid)
+
+
+def test_stop_leaves_no_process(default_model: Path) -> None:
+    engine = Engine(EngineConfig(model=default_model, n_ctx=1024))
+    engine.start()
+    pid = engine.pid
+    engine.stop()
+    assert pid is not None and not psutil.pid_exists(pid)
+
+
+@pytest.mark.parametrize(
+    ("make_file", "expected"),
+    [
+        (lambda d, m: d / "missing.gguf", "does not exist"),
+        (lambda d, m: gguf_files.text_file(d / "readme.gguf"), "text file"),
+        (lambda d, m: gguf_files.random_bytes(d / "noise.gguf"), "GGUF signature"),
+        (lambda d, m: gguf_files.truncated_copy(m, d / "half.gguf"), "truncated or damaged"),
+        (
+            lambda d, m: gguf_files.unknown_architecture(d / "kodcunet.gguf"),
+            "unknown model architecture: 'kodcunet'",
+        ),
+    ],
+    ids=["missing", "text", "random-bytes", "truncated", "unknown-architecture"],
+)
+def test_bad_model_file_gives_a_clear_error(
+    tmp_path: Path, default_model: Path, make_file, expected: str
+) -> None:
+    path = make_file(tmp_path, default_model)
+    engine = Engine(EngineConfig(model=path, startup_timeout_s=60))
+    with pytest.raises(EngineError) as caught:
+        engine.start()
+    message = str(caught.value)
+    assert str(path) in message
+    assert expected in message
+    assert not engine.is_running()
+
+
+def test_engine_settings_reach_the_server(default_model: Path) -> None:
+    with Engine(EngineConfig(model=default_model, n_ctx=512)) as engine:
+        request = urllib.request.Request(
+            engine.base_url + "/chat/completions",
+            data=json.dumps({"messages": [{"role": "user", "content": "x " * 600}]}).encode(),
+            headers={
+                "Authorization": f"Bearer {engine.api_key}",
+                "Content-Type": "application/json",
+            },
+        )
+        with pytest.raises(urllib.error.HTTPError) as caught:
+            urllib.request.urlopen(request, timeout=30)
+        assert caught.value.code == 400, "a prompt longer than n_ctx=512 is refused"

@@ -1,0 +1,114 @@
+"""The first window, through real widgets and the real engine on the default model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import psutil
+import pytest
+from PySide6.QtCore import Qt
+
+from desktop.window import MainWindow
+from tests import gguf_files
+
+PROMPT = "Write a Python function that returns the square of a number."
+
+
+@pytest.fixture()
+def window(qtbot, default_model: Path):
+    win = MainWindow(default_model)
+    qtbot.addWidget(win)
+    win.show()
+    assert win.starter is not None
+    with qtbot.waitSignal(win.starter.ready, timeout=60_000):
+        pass
+    qtbot.waitUntil(lambda: win.send_button.isEnabled(), timeout=5_000)
+    yield win
+    win.close()
+
+
+def ask(qtbot, win: MainWindow, text: str = PROMPT):
+    win.prompt.setPlainText(text)
+    qtbot.mouseClick(win.send_button, Qt.MouseButton.LeftButton)
+    assert win.worker is not None, "Send started a worker"
+    return win.worker
+
+
+def test_window_answers_a_prompt(qtbot, window: MainWindow) -> None:
+    worker = ask(qtbot, window)
+    assert not window.send_button.isEnabled() and window.stop_button.isEnabled()
+    with qtbot.waitSignal(worker.done, timeout=60_000) as blocker:
+        pass
+    stats = blocker.args[0]
+    transcript = window.transcript.toPlainText()
+    assert PROMPT in transcript
+    assert window.answer.strip() and window.answer in transcript
+    assert stats.tokens > 3
+    assert "tokens/s" in window.status.text()
+    qtbot.waitUntil(lambda: window.send_button.isEnabled(), timeout=5_000)
+    assert window.history[-1] == {"role": "assistant", "content": window.answer}
+
+
+def test_stop_keeps_the_partial_answer(qtbot, window: MainWindow) -> None:
+    window.prompt.setPlainText("Write a long Python module with many functions and docstrings.")
+    qtbot.mouseClick(window.send_button, Qt.MouseButton.LeftButton)
+    worker = window.worker
+    with qtbot.waitSignal(worker.piece, timeout=30_000):
+        pass
+    with qtbot.waitSignal(worker.done, timeout=10_000) as blocker:
+        qtbot.mouseClick(window.stop_button, Qt.MouseButton.LeftButton)
+    assert blocker.args[0].finish_reason == "cancelled"
+    assert window.answer and window.answer in window.transcript.toPlainText()
+    assert "(stopped)" in window.status.text()
+
+
+def test_engine_crash_mid_answer_is_reported_and_restarted(qtbot, window: MainWindow) -> None:
+    window.prompt.setPlainText("Write a long Python module with many functions and docstrings.")
+    qtbot.mouseClick(window.send_button, Qt.MouseButton.LeftButton)
+    worker = window.worker
+    with qtbot.waitSignal(worker.piece, timeout=30_000):
+        pass
+    old_pid = window.engine.pid
+    with qtbot.waitSignal(worker.failed, timeout=10_000):
+        psutil.Process(old_pid).kill()  # what a native crash in llama.cpp looks like
+    assert window.answer and window.answer in window.transcript.toPlainText()
+    assert window.history[-1]["content"] == window.answer, "the partial answer is kept"
+    qtbot.waitUntil(lambda: window.restart_button.isVisible(), timeout=5_000)
+    assert "engine stopped unexpectedly" in window.error.text()
+    assert not window.send_button.isEnabled()
+    qtbot.mouseClick(window.restart_button, Qt.MouseButton.LeftButton)
+    with qtbot.waitSignal(window.starter.ready, timeout=60_000):
+        pass
+    assert window.engine.pid != old_pid
+    qtbot.waitUntil(lambda: window.send_button.isEnabled(), timeout=5_000)
+    worker = ask(qtbot, window)
+    with qtbot.waitSignal(worker.done, timeout=60_000):
+        pass
+    assert not window.error.isVisible()
+
+
+def test_engine_death_between_questions_is_noticed(qtbot, window: MainWindow) -> None:
+    psutil.Process(window.engine.pid).kill()
+    qtbot.waitUntil(lambda: window.restart_button.isVisible(), timeout=5_000)
+    assert "engine stopped unexpectedly" in window.error.text()
+    assert not window.send_button.isEnabled()
+
+
+def test_bad_model_shows_an_error_and_the_window_stays(qtbot, tmp_path: Path) -> None:
+    bad = gguf_files.random_bytes(tmp_path / "broken.gguf")
+    win = MainWindow(bad)
+    qtbot.addWidget(win)
+    win.show()
+    with qtbot.waitSignal(win.starter.failed, timeout=30_000):
+        pass
+    qtbot.waitUntil(lambda: win.restart_button.isEnabled(), timeout=5_000)
+    assert win.isVisible()
+    assert win.error.isVisible() and str(bad) in win.error.text()
+    assert not win.send_button.isEnabled()
+    win.close()
+
+
+def test_closing_the_window_stops_the_engine(qtbot, window: MainWindow) -> None:
+    pid = window.engine.pid
+    window.close()
+    assert not psutil.pid_exists(pid)
