@@ -1,0 +1,60 @@
+# Kodcu: `make run` starts the desktop app, `make test` runs the whole test suite.
+# Both create .venv and install what they need on first use; later runs install nothing.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+LLAMA_VERSION := 0.3.36
+
+# llama.cpp is compiled from source when llama-cpp-python installs. Its default build
+# uses -march=native, which on some x86 CPUs (seen with AMX under a hypervisor that
+# does not enable it) compiles instructions the machine then refuses. Build for a
+# portable AVX2 baseline instead; override LLAMA_CMAKE_ARGS for another target
+# (for example -DGGML_CUDA=ON on a GPU machine).
+ifeq ($(shell uname -m),x86_64)
+LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
+else
+LLAMA_CMAKE_ARGS ?=
+endif
+# The wheel is kept outside the checkout, keyed by its build flags, so a fresh
+# clone on the same machine does not compile llama.cpp again.
+LLAMA_WHEEL_DIR := $(HOME)/.cache/kodcu-build/llama-cpp-python-$(LLAMA_VERSION)-$(shell printf '%s' '$(LLAMA_CMAKE_ARGS)' | cksum | cut -d' ' -f1)
+
+.PHONY: run test lint bench clean
+
+$(VENV)/.python:
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "Kodcu needs Python 3.10 or newer; set PYTHON=python3.x"'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	touch $@
+
+$(LLAMA_WHEEL_DIR)/.built: | $(VENV)/.python
+	@echo "Building llama-cpp-python $(LLAMA_VERSION) (llama.cpp from source, a few minutes, once)"
+	mkdir -p $(LLAMA_WHEEL_DIR)
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/python -m pip wheel --quiet --no-deps --no-cache-dir \
+		--wheel-dir $(LLAMA_WHEEL_DIR) llama-cpp-python==$(LLAMA_VERSION)
+	touch $@
+
+# One stamp per dependency set: editing pyproject.toml reinstalls, nothing else does.
+$(VENV)/.installed-app: pyproject.toml $(LLAMA_WHEEL_DIR)/.built | $(VENV)/.python
+	$(BIN)/python -m pip install --quiet --force-reinstall --no-deps $(LLAMA_WHEEL_DIR)/llama_cpp_python-*.whl
+	$(BIN)/python -m pip install --quiet --find-links $(LLAMA_WHEEL_DIR) --only-binary llama-cpp-python -e .
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed-app
+	$(BIN)/python -m pip install --quiet --find-links $(LLAMA_WHEEL_DIR) --only-binary llama-cpp-python -e ".[dev]"
+	touch $@
+
+run: $(VENV)/.installed-app
+	$(BIN)/kodcu
+
+test: $(VENV)/.installed-dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest
+
+bench: $(VENV)/.installed-dev
+	$(BIN)/python benchmarks/engine.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache
