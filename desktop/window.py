@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
 )
 
 from desktop.client import ChatStream, GenerationStats, Message
+from desktop.display_check import display_problem
 from desktop.engine import Engine, EngineConfig
 from desktop.workers import EngineStarter, StreamWorker
 
@@ -93,6 +94,7 @@ class MainWindow(QMainWindow):
         QShortcut(QKeySequence("Ctrl+Return"), self, activated=self.send)
         QShortcut(QKeySequence(Qt.Key.Key_Escape), self, activated=self.stop)
         self._set_busy(engine_ready=False, streaming=False)
+        self.prompt.setFocus()
 
     def _set_busy(self, *, engine_ready: bool, streaming: bool) -> None:
         self.send_button.setEnabled(engine_ready and not streaming)
@@ -228,6 +230,10 @@ class MainWindow(QMainWindow):
 
 
 def run_window(model: Path, n_threads: int | None = None) -> int:
+    problem = display_problem()
+    if problem:
+        print(f"kodcu: {problem}", file=sys.stderr)
+        return 1
     app = QApplication.instance() or QApplication(sys.argv)
     app.setApplicationName("Kodcu")
     window = MainWindow(model, n_threads=n_threads)
