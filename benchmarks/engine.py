@@ -26,6 +26,10 @@ from desktop.engine import Engine, EngineConfig, default_threads  # noqa: E402
 from desktop.engine_child import alpaca_chat_handler  # noqa: E402
 from kodcu.default_model import ensure_default_model  # noqa: E402
 
+# Sampling settings given explicitly to both sides: the server's request defaults
+# (repeat_penalty 1.1) differ from Llama.create_chat_completion's (1.0).
+SAMPLING = {"temperature": 0.0, "top_k": 40, "top_p": 0.95, "min_p": 0.05, "repeat_penalty": 1.1}
+
 PROMPTS = [
     "Write a Python function that returns the square of a number.",
     "Explain what a SQL LEFT JOIN does, with an example query.",
@@ -51,9 +55,9 @@ def run_in_process(llama, prompt: str, max_tokens: int, eos_ban: dict[int, float
     for chunk in llama.create_chat_completion(
         messages=[{"role": "user", "content": prompt}],
         max_tokens=max_tokens,
-        temperature=0.0,
         logit_bias=eos_ban,
         stream=True,
+        **SAMPLING,
     ):
         if chunk["choices"][0]["delta"].get("content"):
             last = time.perf_counter() - start
@@ -68,8 +72,12 @@ def run_engine(engine: Engine, prompt: str, max_tokens: int, eos_ban: dict[int, 
         engine.api_key,
         [{"role": "user", "content": prompt}],
         max_tokens=max_tokens,
-        temperature=0.0,
+        temperature=SAMPLING["temperature"],
+        top_p=SAMPLING["top_p"],
         extra={
+            "top_k": SAMPLING["top_k"],
+            "min_p": SAMPLING["min_p"],
+            "repeat_penalty": SAMPLING["repeat_penalty"],
             "logit_bias": {str(k): v for k, v in eos_ban.items()},
             "logit_bias_type": "input_ids",
         },

@@ -124,6 +124,10 @@ def _create_app(settings: dict[str, Any]) -> tuple[Any, str]:
         n_gpu_layers=settings["n_gpu_layers"],
         lora_path=settings.get("lora_path"),
         verbose=settings.get("verbose", False),
+        # The server's default (True) computes logits over the whole vocabulary
+        # for every prompt token; with Gemma's 262k-token vocabulary that made
+        # prompt processing twice as slow. Only per-token logprobs need it.
+        logits_all=False,
     )
     app = server_app.create_app(server_settings=server_settings, model_settings=[model_settings])
     llama = server_app._llama_proxy._current_model
