@@ -20,6 +20,7 @@ import os
 import queue
 import re
 import secrets
+import signal
 import subprocess
 import sys
 import threading
@@ -159,6 +160,21 @@ class Engine:
     def api_key(self) -> str:
         return self.config.api_key
 
+    def exit_reason(self) -> str:
+        """How the child ended, for a message: exit code or signal, and its last error."""
+        code = self._proc.poll() if self._proc else None
+        if code is None:
+            return "still running" if self._proc else "not started"
+        if code < 0:
+            try:
+                how = f"killed by {signal.Signals(-code).name}"
+            except ValueError:
+                how = f"killed by signal {-code}"
+        else:
+            how = f"exited with code {code}"
+        errors = [line for line in self._log if "error" in line.lower()]
+        return f"{how}: {errors[-1]}" if errors else how
+
     def log_tail(self, lines: int = 20) -> list[str]:
         """The last lines the child wrote to stderr (llama.cpp and server messages)."""
         return list(self._log)[-lines:]
@@ -239,6 +255,11 @@ class Engine:
             ) from None
         if event.get("event") != "listening":
             self._proc.wait(timeout=10)
+            if event.get("stage") == "bind":
+                raise EngineError(
+                    f"Cannot listen on {self.config.host} port {self.config.port}: "
+                    f"{event.get('message')}. Choose another port, or 0 for a free one."
+                )
             llama_log = event.get("llama_log")
             if not isinstance(llama_log, list):  # the child died before it could report
                 time.sleep(0.05)  # let the log reader take the child's last lines

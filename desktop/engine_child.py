@@ -152,14 +152,20 @@ def main() -> int:
     protocol = _protocol_stream()
     problems: list[str] = []
     callback = _capture_llama_log(settings.get("verbose", False), problems)  # noqa: F841
+    # Bind before loading: a port in use should fail at once, not after the load.
+    try:
+        sock = _bind(settings["host"], settings["port"])
+    except OSError as exc:
+        _report(protocol, {"event": "error", "stage": "bind", "message": exc.strerror or str(exc)})
+        return 3
     try:
         app, template = _create_app(settings)
-        sock = _bind(settings["host"], settings["port"])
     except Exception as exc:  # noqa: BLE001 - every failure goes back to the parent
         _report(
             protocol,
             {
                 "event": "error",
+                "stage": "load",
                 "message": f"{type(exc).__name__}: {exc}",
                 "llama_log": [line for line in problems if line][-10:],
             },

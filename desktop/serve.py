@@ -87,9 +87,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         while engine.is_running():
             time.sleep(0.5)
-        print("kodcu-serve: the engine stopped unexpectedly:", file=sys.stderr)
-        for line in engine.log_tail(10):
-            print(f"  {line}", file=sys.stderr)
+        print(
+            f"kodcu-serve: the engine stopped unexpectedly ({engine.exit_reason()})",
+            file=sys.stderr,
+        )
         return 1
     except KeyboardInterrupt:
         print("Stopping.", file=sys.stderr)

@@ -137,14 +137,14 @@ class MainWindow(QMainWindow):
         if self.engine is None or self.engine.is_running():
             return
         self.health.stop()
-        tail = " ".join(line for line in self.engine.log_tail(3) if line)
         self.status.setText("Engine not running")
-        self._show_error(f"The engine stopped unexpectedly. {tail}".strip())
+        self._show_error(
+            f"The engine stopped unexpectedly ({self.engine.exit_reason()}). "
+            "Restart it to go on; the conversation is kept."
+        )
         self._set_busy(engine_ready=False, streaming=self.worker is not None)
 
     def _engine_failed(self, message: str) -> None:
-        if self.starter is not None and self.starter.engine is not None:
-            self.starter.engine.stop()
         self.status.setText("Engine not running")
         self._show_error(message)
 

@@ -127,3 +127,21 @@ def test_no_engine_left_after_the_app_is_killed_with_sigkill(default_model) -> N
     finally:
         if app.poll() is None:
             app.kill()
+
+
+def test_serve_exits_with_a_reason_when_its_engine_dies(default_model) -> None:
+    server = subprocess.Popen(
+        [sys.executable, "-m", "desktop.serve", "--ctx", "1024"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert server.stdout
+        assert server.stdout.readline().startswith("URL: ")
+        [child] = engine_children(server.pid)
+        child.kill()
+        assert server.wait(15) == 1
+        assert server.stderr
+        assert "engine stopped unexpectedly (killed by SIGKILL)" in server.stderr.read()
+    finally:
+        if server.poll() is None:
+            server.kill()

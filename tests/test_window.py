@@ -74,7 +74,7 @@ def test_engine_crash_mid_answer_is_reported_and_restarted(qtbot, window: MainWi
     assert window.answer and window.answer in window.transcript.toPlainText()
     assert window.history[-1]["content"] == window.answer, "the partial answer is kept"
     qtbot.waitUntil(lambda: window.restart_button.isVisible(), timeout=5_000)
-    assert "engine stopped unexpectedly" in window.error.text()
+    assert "engine stopped unexpectedly (killed by SIGKILL)" in window.error.text()
     assert not window.send_button.isEnabled()
     qtbot.mouseClick(window.restart_button, Qt.MouseButton.LeftButton)
     with qtbot.waitSignal(window.starter.ready, timeout=60_000):
