@@ -11,8 +11,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from PySide6.QtCore import Qt, QTimer
-from PySide6.QtGui import QCloseEvent, QKeySequence, QShortcut, QTextCursor
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtGui import QCloseEvent, QKeyEvent, QKeySequence, QShortcut, QTextCursor
 from PySide6.QtWidgets import (
     QApplication,
     QHBoxLayout,
@@ -29,6 +29,19 @@ from desktop.client import ChatStream, GenerationStats, Message
 from desktop.display_check import display_problem
 from desktop.engine import Engine, EngineConfig
 from desktop.workers import EngineStarter, StreamWorker
+
+
+class PromptEdit(QPlainTextEdit):
+    """The prompt box: Enter sends, Shift+Enter starts a new line."""
+
+    submitted = Signal()
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802 - Qt's name
+        enter = event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter)
+        if enter and not event.modifiers() & Qt.KeyboardModifier.ShiftModifier:
+            self.submitted.emit()
+            return
+        super().keyPressEvent(event)
 
 
 class MainWindow(QMainWindow):
@@ -56,9 +69,11 @@ class MainWindow(QMainWindow):
         self.transcript = QTextBrowser()
         self.transcript.setAccessibleName("Conversation")
         self.transcript.setOpenExternalLinks(False)
-        self.prompt = QPlainTextEdit()
+        self.prompt = PromptEdit()
         self.prompt.setAccessibleName("Prompt")
-        self.prompt.setPlaceholderText("Ask a coding question… (Ctrl+Enter sends)")
+        self.prompt.setPlaceholderText(
+            "Ask a coding question… (Enter sends, Shift+Enter for a new line)"
+        )
         self.prompt.setFixedHeight(96)
         self.send_button = QPushButton("Send")
         self.send_button.setAccessibleName("Send")
@@ -91,7 +106,7 @@ class MainWindow(QMainWindow):
         self.send_button.clicked.connect(self.send)
         self.stop_button.clicked.connect(self.stop)
         self.restart_button.clicked.connect(self.start_engine)
-        QShortcut(QKeySequence("Ctrl+Return"), self, activated=self.send)
+        self.prompt.submitted.connect(self.send)
         QShortcut(QKeySequence(Qt.Key.Key_Escape), self, activated=self.stop)
         self._set_busy(engine_ready=False, streaming=False)
         self.prompt.setFocus()

@@ -49,6 +49,21 @@ def test_window_answers_a_prompt(qtbot, window: MainWindow) -> None:
     assert window.history[-1] == {"role": "assistant", "content": window.answer}
 
 
+def test_enter_sends_and_shift_enter_starts_a_new_line(qtbot, window: MainWindow) -> None:
+    qtbot.keyClicks(window.prompt, "first line")
+    qtbot.keyClick(window.prompt, Qt.Key.Key_Return, Qt.KeyboardModifier.ShiftModifier)
+    qtbot.keyClicks(window.prompt, "second line")
+    assert window.prompt.toPlainText() == "first line\nsecond line"
+    assert window.worker is None
+    qtbot.keyClick(window.prompt, Qt.Key.Key_Return)
+    assert window.worker is not None, "Enter sent the prompt"
+    assert window.prompt.toPlainText() == ""
+    with qtbot.waitSignal(window.worker.done, timeout=60_000) as blocker:
+        qtbot.keyClick(window.prompt, Qt.Key.Key_Escape)  # and Esc stops it
+    assert blocker.args[0].finish_reason == "cancelled"
+    assert "first line\nsecond line" in window.transcript.toPlainText()
+
+
 def test_stop_keeps_the_partial_answer(qtbot, window: MainWindow) -> None:
     window.prompt.setPlainText("Write a long Python module with many functions and docstrings.")
     qtbot.mouseClick(window.send_button, Qt.MouseButton.LeftButton)
