@@ -8,6 +8,7 @@ offers to restart the engine when its process has died.
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 
@@ -253,4 +254,10 @@ def run_window(model: Path, n_threads: int | None = None) -> int:
     app.setApplicationName("Kodcu")
     window = MainWindow(model, n_threads=n_threads)
     window.show()
+    # Ctrl+C in the terminal closes the window in order (engine stopped). Qt's
+    # event loop runs no Python code while idle, so a timer lets the handler run.
+    signal.signal(signal.SIGINT, lambda *_: window.close())
+    wake_python = QTimer(interval=250)
+    wake_python.timeout.connect(lambda: None)
+    wake_python.start()
     return app.exec()

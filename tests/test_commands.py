@@ -105,6 +105,27 @@ def test_serve_prints_url_and_key_and_enforces_the_key(default_model, host: str)
     assert not engine_children(server.pid)
 
 
+def test_ctrl_c_closes_the_app_and_its_engine(default_model) -> None:
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
+    app = subprocess.Popen(
+        [sys.executable, "-m", "desktop"], env=env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        [child] = wait_for(lambda: engine_children(app.pid), 60, "the engine to start")
+        wait_for(
+            lambda: any(c.status == "LISTEN" for c in child.net_connections()), 60,
+            "the engine to listen",
+        )  # fmt: skip
+        app.send_signal(signal.SIGINT)
+        assert app.wait(15) == 0
+        assert app.stderr and "Traceback" not in app.stderr.read()
+        assert not psutil.pid_exists(child.pid), "the app stopped its engine before exiting"
+    finally:
+        if app.poll() is None:
+            app.kill()
+
+
 def test_no_engine_left_after_the_app_is_killed_with_sigkill(default_model) -> None:
     env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
     app = subprocess.Popen(
