@@ -11,6 +11,7 @@ from __future__ import annotations
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QCloseEvent, QKeyEvent, QKeySequence, QShortcut, QTextCursor
@@ -52,6 +53,8 @@ class MainWindow(QMainWindow):
         self.n_threads = n_threads
         self.engine: Engine | None = None
         self.history: list[Message] = []
+        # Extra fields for each chat completion request (sampling settings).
+        self.request_options: dict[str, Any] = {}
         self.answer = ""
         self.starter: EngineStarter | None = None
         self.worker: StreamWorker | None = None
@@ -183,7 +186,12 @@ class MainWindow(QMainWindow):
         self.history.append({"role": "user", "content": text})
         self._append(f"\n\nYou:\n{text}\n\nKodcu:\n", newline_first=bool(self.history[:-1]))
         self.answer = ""
-        stream = ChatStream(self.engine.base_url, self.engine.api_key, list(self.history))
+        stream = ChatStream(
+            self.engine.base_url,
+            self.engine.api_key,
+            list(self.history),
+            extra=self.request_options,
+        )
         self.worker = StreamWorker(stream)
         self.worker.piece.connect(self._on_piece)
         self.worker.done.connect(self._on_done)

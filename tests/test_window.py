@@ -64,12 +64,18 @@ def test_enter_sends_and_shift_enter_starts_a_new_line(qtbot, window: MainWindow
     assert "first line\nsecond line" in window.transcript.toPlainText()
 
 
-def test_stop_keeps_the_partial_answer(qtbot, window: MainWindow) -> None:
-    window.prompt.setPlainText("Write a long Python module with many functions and docstrings.")
-    qtbot.mouseClick(window.send_button, Qt.MouseButton.LeftButton)
-    worker = window.worker
+def start_endless_answer(qtbot, win: MainWindow):
+    """Send a prompt whose answer cannot end by itself, and wait for its first piece."""
+    # Token 1 is Gemma's <eos>: banned, the answer runs to max_tokens (512: many seconds).
+    win.request_options = {"logit_bias": {"1": -100.0}, "logit_bias_type": "input_ids"}
+    worker = ask(qtbot, win, "Write a long Python module with many functions.")
     with qtbot.waitSignal(worker.piece, timeout=30_000):
         pass
+    return worker
+
+
+def test_stop_keeps_the_partial_answer(qtbot, window: MainWindow) -> None:
+    worker = start_endless_answer(qtbot, window)
     with qtbot.waitSignal(worker.done, timeout=10_000) as blocker:
         qtbot.mouseClick(window.stop_button, Qt.MouseButton.LeftButton)
     assert blocker.args[0].finish_reason == "cancelled"
@@ -78,11 +84,7 @@ def test_stop_keeps_the_partial_answer(qtbot, window: MainWindow) -> None:
 
 
 def test_engine_crash_mid_answer_is_reported_and_restarted(qtbot, window: MainWindow) -> None:
-    window.prompt.setPlainText("Write a long Python module with many functions and docstrings.")
-    qtbot.mouseClick(window.send_button, Qt.MouseButton.LeftButton)
-    worker = window.worker
-    with qtbot.waitSignal(worker.piece, timeout=30_000):
-        pass
+    worker = start_endless_answer(qtbot, window)
     old_pid = window.engine.pid
     with qtbot.waitSignal(worker.failed, timeout=10_000):
         psutil.Process(old_pid).kill()  # what a native crash in llama.cpp looks like
