@@ -29,6 +29,8 @@ $(VENV)/.python:
 	touch $@
 
 $(LLAMA_WHEEL_DIR)/.built: | $(VENV)/.python
+	@command -v $${CXX:-c++} >/dev/null || { echo "Kodcu compiles llama.cpp and needs a C/C++ compiler:" \
+		"sudo apt install build-essential (Debian/Ubuntu), xcode-select --install (macOS)."; exit 1; }
 	@echo "Building llama-cpp-python $(LLAMA_VERSION) (llama.cpp from source, a few minutes, once)"
 	mkdir -p $(LLAMA_WHEEL_DIR)
 	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/python -m pip wheel --quiet --no-deps --no-cache-dir \
