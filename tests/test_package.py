@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+import os
 import re
 import shutil
 import subprocess
@@ -47,3 +48,22 @@ def test_desktop_never_imports_torch_or_llama_in_the_app_process() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+def test_qt_binding_keeps_references_to_none() -> None:
+    # PySide6 6.12.0 lost one reference to None per void Qt call; after some
+    # thousands of streamed tokens the app aborted. Run in a child so a
+    # regression fails this test instead of crashing the suite.
+    code = (
+        "import sys\n"
+        "from PySide6.QtWidgets import QApplication, QLabel\n"
+        "app = QApplication([])\n"
+        "label = QLabel()\n"
+        "before = sys.getrefcount(None)\n"
+        "for _ in range(5000):\n"
+        "    label.setText('token')\n"
+        "print(before - sys.getrefcount(None))\n"
+    )
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert done.stdout.strip() == "0", f"None lost references: {done.stdout} {done.stderr}"
