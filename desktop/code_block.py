@@ -1,0 +1,213 @@
+"""One code block of an answer: its language, a Copy button and the highlighted code.
+
+The view keeps the code exactly as the answer gave it and copies that string,
+never the editor's text, so the clipboard gets the code byte for byte (the
+editor may turn special spaces or line separators into something else).
+"""
+
+from __future__ import annotations
+
+import math
+
+from PySide6.QtCore import Qt, QTimer
+from PySide6.QtGui import QFontDatabase, QGuiApplication, QPalette, QTextCursor
+from PySide6.QtWidgets import (
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QPlainTextEdit,
+    QPushButton,
+    QSizePolicy,
+    QVBoxLayout,
+    QWidget,
+)
+
+from desktop.highlight import PygmentsHighlighter, language_label, lexer_for, style_colors
+
+# Taller blocks scroll inside a view of this many lines.
+MAX_VISIBLE_LINES = 40
+# How long the Copy button says "Copied".
+COPIED_FEEDBACK_MS = 1500
+COPY_TEXT = "Copy"
+COPIED_TEXT = "Copied"
+# Streamed code reaches the editor at most this often: each change lexes the
+# whole block again, and a model can send far more pieces per second than that.
+STREAM_FLUSH_MS = 50
+
+
+class CodeBlockView(QFrame):
+    """A header (language and Copy) above a read-only, highlighted, unwrapped code view."""
+
+    def __init__(
+        self,
+        code: str = "",
+        language: str | None = None,
+        style: str | None = None,
+        parent: QWidget | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self._code = code
+        self._language = language
+        # Streamed code not yet in the editor.
+        self._unshown = ""
+        self.setFrameShape(QFrame.Shape.StyledPanel)
+        self.setAccessibleName("Code block")
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+
+        self.language_label = QLabel()
+        self.language_label.setAccessibleName("Code language")
+        # Wide enough for "Copied" too, so the header does not shift when it shows.
+        self.copy_button = QPushButton(COPIED_TEXT)
+        self.copy_button.setMinimumWidth(self.copy_button.sizeHint().width())
+        self.copy_button.setText(COPY_TEXT)
+        self.copy_button.setAccessibleName("Copy code")
+        self.copy_button.setToolTip("Copy the code to the clipboard")
+        self.copy_button.clicked.connect(self.copy)
+
+        self.editor = QPlainTextEdit()
+        self.editor.setAccessibleName("Code")
+        self.editor.setReadOnly(True)
+        # Keyboard users can select and copy parts of the code too.
+        self.editor.setTextInteractionFlags(
+            Qt.TextInteractionFlag.TextSelectableByMouse
+            | Qt.TextInteractionFlag.TextSelectableByKeyboard
+        )
+        self.editor.setTabChangesFocus(True)
+        self.editor.setUndoRedoEnabled(False)
+        self.editor.setLineWrapMode(QPlainTextEdit.LineWrapMode.NoWrap)
+        self.editor.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
+        self.editor.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        self.editor.setPlainText(code)
+        # The horizontal scroll bar comes and goes with the width; the height follows it.
+        self.editor.horizontalScrollBar().rangeChanged.connect(self._on_scroll_range)
+
+        self.highlighter = PygmentsHighlighter(
+            self.editor.document(), lexer_for(language, code), style
+        )
+        self._apply_colors()
+        self._show_language()
+
+        # Restores the button's text after the "Copied" feedback.
+        self._feedback_timer = QTimer(self)
+        self._feedback_timer.setSingleShot(True)
+        self._feedback_timer.setInterval(COPIED_FEEDBACK_MS)
+        self._feedback_timer.timeout.connect(lambda: self.copy_button.setText(COPY_TEXT))
+        self._flush_timer = QTimer(self)
+        self._flush_timer.setSingleShot(True)
+        self._flush_timer.setInterval(STREAM_FLUSH_MS)
+        self._flush_timer.timeout.connect(self._flush)
+
+        header = QHBoxLayout()
+        header.setContentsMargins(6, 2, 2, 2)
+        header.addWidget(self.language_label)
+        header.addStretch(1)
+        header.addWidget(self.copy_button)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(0)
+        layout.addLayout(header)
+        layout.addWidget(self.editor)
+        self._fit_height()
+
+    def code(self) -> str:
+        """The code exactly as given: what Copy puts on the clipboard."""
+        return self._code
+
+    def language(self) -> str | None:
+        """The fence's language tag, if it had one."""
+        return self._language
+
+    def copy(self) -> None:
+        """Put exactly the code on the clipboard and say so on the button for a moment."""
+        QGuiApplication.clipboard().setText(self._code)
+        self.copy_button.setText(COPIED_TEXT)
+        self._feedback_timer.start()
+
+    def append_code(self, text: str) -> None:
+        """Add streamed code at the end; the document is extended, not rebuilt.
+
+        The code (and Copy) has it at once; the editor within STREAM_FLUSH_MS.
+        """
+        if not text:
+            return
+        self._code += text
+        self._unshown += text
+        if not self._flush_timer.isActive():
+            self._flush_timer.start()
+
+    def set_code(self, code: str, language: str | None) -> None:
+        """Show the finished code; the language is decided again with all of the code."""
+        self._flush()
+        if code != self._code:
+            if code.startswith(self._code):
+                # The usual end of a stream: only the last piece is new.
+                self._insert_at_end(code[len(self._code) :])
+            else:
+                self.editor.setPlainText(code)
+            self._code = code
+        self._language = language
+        lexer = lexer_for(language, code)
+        if type(lexer) is not type(self.highlighter.lexer()):
+            self.highlighter.set_lexer(lexer)
+        self._show_language()
+        self._fit_height()
+
+    def set_style(self, name: str) -> None:
+        """Colour the code with another Pygments style."""
+        self.highlighter.set_style(name)
+        self._apply_colors()
+
+    def _flush(self) -> None:
+        self._flush_timer.stop()
+        if self._unshown:
+            self._insert_at_end(self._unshown)
+            self._unshown = ""
+            self._fit_height()
+
+    def _insert_at_end(self, text: str) -> None:
+        cursor = QTextCursor(self.editor.document())
+        cursor.movePosition(QTextCursor.MoveOperation.End)
+        cursor.insertText(text)
+
+    def _show_language(self) -> None:
+        label = language_label(self.highlighter.lexer())
+        self.language_label.setText(label)
+        self.editor.setAccessibleDescription(f"{label} code")
+
+    def _apply_colors(self) -> None:
+        # The style's own background and text colour, or its token colours may be unreadable.
+        background, text = style_colors(self.highlighter.style_name())
+        palette = self.editor.palette()
+        palette.setColor(QPalette.ColorRole.Base, background)
+        palette.setColor(QPalette.ColorRole.Text, text)
+        self.editor.setPalette(palette)
+
+    def _on_scroll_range(self, _minimum: int, _maximum: int) -> None:
+        self._fit_height()
+
+    def _fit_height(self) -> None:
+        lines = self.editor.document().blockCount()
+        visible = min(max(lines, 1), MAX_VISIBLE_LINES)
+        line_height = self.editor.fontMetrics().lineSpacing()
+        # Two spare pixels: Qt scrolls as soon as the last line does not fit strictly.
+        height = (
+            visible * line_height
+            + 2 * self.editor.frameWidth()
+            + math.ceil(2 * self.editor.document().documentMargin())
+            + 2
+        )
+        scroll_bar = self.editor.horizontalScrollBar()
+        if scroll_bar.maximum() > scroll_bar.minimum():
+            height += scroll_bar.sizeHint().height()
+        # Short blocks show every line, so an inner vertical scroll bar would only
+        # steal width; long ones scroll.
+        policy = (
+            Qt.ScrollBarPolicy.ScrollBarAlwaysOff
+            if lines <= MAX_VISIBLE_LINES
+            else Qt.ScrollBarPolicy.ScrollBarAsNeeded
+        )
+        # Set only on a change: this runs for every streamed piece.
+        if self.editor.verticalScrollBarPolicy() != policy:
+            self.editor.setVerticalScrollBarPolicy(policy)
+        if self.editor.height() != height or self.editor.minimumHeight() != height:
+            self.editor.setFixedHeight(height)
