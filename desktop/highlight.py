@@ -39,6 +39,14 @@ _MIN_GUESS_CHARS = 16
 # (TextLexer itself scores 0.01), so such a "winner" is no evidence at all.
 _MIN_GUESS_SCORE = 0.1
 
+# The languages answers use most. Importing a lexer's module costs 5-30 ms the
+# first time, long enough to stutter a streaming answer, so the app imports
+# these in the background at start-up (`warm_up`).
+COMMON_LANGUAGES = (
+    "python", "javascript", "typescript", "sql", "rust", "bash", "c", "cpp", "java",
+    "go", "json", "yaml", "html", "css",
+)  # fmt: skip
+
 # One token: (column in its line, length, token type).
 Span = tuple[int, int, _TokenType]
 
@@ -54,6 +62,12 @@ def lexer_for(language: str | None, code: str) -> Lexer:
         except ClassNotFound:
             pass
     return _guess_lexer(code)
+
+
+def warm_up(languages: tuple[str, ...] = COMMON_LANGUAGES) -> None:
+    """Import the lexers for `languages` now, so the first code block does not wait."""
+    for name in languages:
+        get_lexer_by_name(name)
 
 
 def _guess_lexer(code: str) -> Lexer:

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtGui import QCloseEvent, QKeyEvent, QKeySequence, QShortcut, QTextCursor
+from PySide6.QtGui import QCloseEvent, QKeyEvent, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QApplication,
     QHBoxLayout,
@@ -22,11 +23,12 @@ from PySide6.QtWidgets import (
     QMainWindow,
     QPlainTextEdit,
     QPushButton,
-    QTextBrowser,
     QVBoxLayout,
     QWidget,
 )
 
+from desktop import highlight
+from desktop.chat_view import ChatView, MessageView
 from desktop.client import ChatStream, GenerationStats, Message
 from desktop.display_check import display_problem
 from desktop.engine import Engine, EngineConfig
@@ -65,14 +67,16 @@ class MainWindow(QMainWindow):
         self.setWindowTitle(f"Kodcu — {model.name}")
         self.resize(820, 640)
         self._build()
+        # Off the UI thread while the model loads: the first code block then
+        # finds its lexer imported.
+        threading.Thread(target=highlight.warm_up, name="lexer-warm-up", daemon=True).start()
         self.start_engine()
 
     # -- layout --------------------------------------------------------------------
 
     def _build(self) -> None:
-        self.transcript = QTextBrowser()
-        self.transcript.setAccessibleName("Conversation")
-        self.transcript.setOpenExternalLinks(False)
+        self.chat = ChatView()
+        self.answer_view: MessageView | None = None
         self.prompt = PromptEdit()
         self.prompt.setAccessibleName("Prompt")
         self.prompt.setPlaceholderText(
@@ -99,7 +103,7 @@ class MainWindow(QMainWindow):
         buttons.addWidget(self.stop_button)
         buttons.addWidget(self.send_button)
         layout = QVBoxLayout()
-        layout.addWidget(self.transcript, 1)
+        layout.addWidget(self.chat, 1)
         layout.addWidget(self.error)
         layout.addWidget(self.prompt)
         layout.addLayout(buttons)
@@ -184,7 +188,8 @@ class MainWindow(QMainWindow):
         self.error.hide()
         self.prompt.clear()
         self.history.append({"role": "user", "content": text})
-        self._append(f"\n\nYou:\n{text}\n\nKodcu:\n", newline_first=bool(self.history[:-1]))
+        self.chat.add_message("user", text)
+        self.answer_view = self.chat.add_message("assistant")
         self.answer = ""
         stream = ChatStream(
             self.engine.base_url,
@@ -205,16 +210,10 @@ class MainWindow(QMainWindow):
         if self.worker is not None:
             self.worker.stop()
 
-    def _append(self, text: str, newline_first: bool = True) -> None:
-        cursor = self.transcript.textCursor()
-        cursor.movePosition(QTextCursor.MoveOperation.End)
-        cursor.insertText(text if newline_first else text.lstrip("\n"))
-        self.transcript.setTextCursor(cursor)
-        self.transcript.ensureCursorVisible()
-
     def _on_piece(self, text: str) -> None:
         self.answer += text
-        self._append(text)
+        if self.answer_view is not None:
+            self.answer_view.append(text)
 
     def _on_done(self, stats: GenerationStats) -> None:
         self._keep_answer()
@@ -231,6 +230,8 @@ class MainWindow(QMainWindow):
 
     def _keep_answer(self) -> None:
         # The partial answer stays in the conversation, whatever ended it.
+        if self.answer_view is not None:
+            self.answer_view.end()
         if self.answer:
             self.history.append({"role": "assistant", "content": self.answer})
 

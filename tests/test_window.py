@@ -40,7 +40,7 @@ def test_window_answers_a_prompt(qtbot, window: MainWindow) -> None:
     with qtbot.waitSignal(worker.done, timeout=60_000) as blocker:
         pass
     stats = blocker.args[0]
-    transcript = window.transcript.toPlainText()
+    transcript = window.chat.plain_text()
     assert PROMPT in transcript
     assert window.answer.strip() and window.answer in transcript
     assert stats.tokens > 3
@@ -61,7 +61,7 @@ def test_enter_sends_and_shift_enter_starts_a_new_line(qtbot, window: MainWindow
     with qtbot.waitSignal(window.worker.done, timeout=60_000) as blocker:
         qtbot.keyClick(window.prompt, Qt.Key.Key_Escape)  # and Esc stops it
     assert blocker.args[0].finish_reason == "cancelled"
-    assert "first line\nsecond line" in window.transcript.toPlainText()
+    assert "first line\nsecond line" in window.chat.plain_text()
 
 
 def start_endless_answer(qtbot, win: MainWindow):
@@ -79,7 +79,7 @@ def test_stop_keeps_the_partial_answer(qtbot, window: MainWindow) -> None:
     with qtbot.waitSignal(worker.done, timeout=10_000) as blocker:
         qtbot.mouseClick(window.stop_button, Qt.MouseButton.LeftButton)
     assert blocker.args[0].finish_reason == "cancelled"
-    assert window.answer and window.answer in window.transcript.toPlainText()
+    assert window.answer and window.answer in window.chat.plain_text()
     assert "(stopped)" in window.status.text()
 
 
@@ -88,7 +88,7 @@ def test_engine_crash_mid_answer_is_reported_and_restarted(qtbot, window: MainWi
     old_pid = window.engine.pid
     with qtbot.waitSignal(worker.failed, timeout=10_000):
         psutil.Process(old_pid).kill()  # what a native crash in llama.cpp looks like
-    assert window.answer and window.answer in window.transcript.toPlainText()
+    assert window.answer and window.answer in window.chat.plain_text()
     assert window.history[-1]["content"] == window.answer, "the partial answer is kept"
     qtbot.waitUntil(lambda: window.restart_button.isVisible(), timeout=5_000)
     assert "engine stopped unexpectedly (killed by SIGKILL)" in window.error.text()
