@@ -1,4 +1,4 @@
-"""The chat window: a prompt box, Send and Stop, and the answer streaming in.
+"""The chat window: conversations on the left, the open one on the right, a prompt box.
 
 The window owns the engine. It starts it in the background when it opens,
 streams answers through a worker thread, shows errors inline (never a dialog
@@ -23,15 +23,19 @@ from PySide6.QtWidgets import (
     QMainWindow,
     QPlainTextEdit,
     QPushButton,
+    QSplitter,
     QVBoxLayout,
     QWidget,
 )
 
 from desktop import highlight
-from desktop.chat_view import ChatView, MessageView
-from desktop.client import ChatStream, GenerationStats, Message
+from desktop.chat_view import ChatView
+from desktop.client import ChatStream, GenerationStats
+from desktop.conversation import OpenConversation
 from desktop.display_check import display_problem
 from desktop.engine import Engine, EngineConfig
+from desktop.sidebar import ConversationSidebar
+from desktop.store import ConversationStore, StoreError
 from desktop.workers import EngineStarter, StreamWorker
 
 
@@ -49,24 +53,38 @@ class PromptEdit(QPlainTextEdit):
 
 
 class MainWindow(QMainWindow):
-    def __init__(self, model: Path, n_threads: int | None = None) -> None:
+    def __init__(
+        self, model: Path, n_threads: int | None = None, store: ConversationStore | None = None
+    ) -> None:
         super().__init__()
         self.model = model
         self.n_threads = n_threads
         self.engine: Engine | None = None
-        self.history: list[Message] = []
+        store_problem = None
+        if store is None:
+            try:
+                store = ConversationStore()
+            except StoreError as exc:
+                # Chat still works; this session's conversations are kept in memory only.
+                store_problem = f"{exc} Conversations are not saved in this session."
+                store = ConversationStore(Path(":memory:"))
+        self.store = store
         # Extra fields for each chat completion request (sampling settings).
         self.request_options: dict[str, Any] = {}
         self.answer = ""
         self.starter: EngineStarter | None = None
         self.worker: StreamWorker | None = None
+        self._retiring: set[StreamWorker] = set()
         # Notices an engine that died between questions (the child's exit
         # status is polled, which never blocks).
         self.health = QTimer(self, interval=1000)
         self.health.timeout.connect(self._check_engine)
         self.setWindowTitle(f"Kodcu — {model.name}")
-        self.resize(820, 640)
+        self.resize(1100, 720)
         self._build()
+        if store_problem:
+            self._show_error(store_problem)
+        self._open_latest()
         # Off the UI thread while the model loads: the first code block then
         # finds its lexer imported.
         threading.Thread(target=highlight.warm_up, name="lexer-warm-up", daemon=True).start()
@@ -76,7 +94,11 @@ class MainWindow(QMainWindow):
 
     def _build(self) -> None:
         self.chat = ChatView()
-        self.answer_view: MessageView | None = None
+        self.conversation = OpenConversation(self.store, self.chat)
+        self.sidebar = ConversationSidebar(self.store)
+        self.sidebar.conversation_selected.connect(self.open_conversation)
+        self.sidebar.conversation_deleted.connect(self._conversation_deleted)
+        self.sidebar.message_found.connect(self._show_message)
         self.prompt = PromptEdit()
         self.prompt.setAccessibleName("Prompt")
         self.prompt.setPlaceholderText(
@@ -107,15 +129,22 @@ class MainWindow(QMainWindow):
         layout.addWidget(self.error)
         layout.addWidget(self.prompt)
         layout.addLayout(buttons)
-        central = QWidget()
-        central.setLayout(layout)
-        self.setCentralWidget(central)
+        chat_panel = QWidget()
+        chat_panel.setLayout(layout)
+        splitter = QSplitter()
+        splitter.addWidget(self.sidebar)
+        splitter.addWidget(chat_panel)
+        splitter.setStretchFactor(1, 1)
+        splitter.setSizes([260, 840])
+        self.setCentralWidget(splitter)
 
         self.send_button.clicked.connect(self.send)
         self.stop_button.clicked.connect(self.stop)
         self.restart_button.clicked.connect(self.start_engine)
         self.prompt.submitted.connect(self.send)
         QShortcut(QKeySequence(Qt.Key.Key_Escape), self, activated=self.stop)
+        QShortcut(QKeySequence.StandardKey.New, self, activated=self.sidebar.new_conversation)
+        QShortcut(QKeySequence.StandardKey.Find, self, activated=self.sidebar.search_box.setFocus)
         self._set_busy(engine_ready=False, streaming=False)
         self.prompt.setFocus()
 
@@ -178,6 +207,39 @@ class MainWindow(QMainWindow):
     def engine_ready(self) -> bool:
         return self.engine is not None and self.engine.is_running()
 
+    # -- conversations -------------------------------------------------------------
+
+    def _open_latest(self) -> None:
+        latest = self.store.conversations()
+        if latest:
+            self.sidebar.select(latest[0].id)  # emits conversation_selected
+        else:
+            self.open_conversation(None)
+
+    def open_conversation(self, conversation_id: int | None) -> None:
+        if conversation_id is not None and conversation_id == self.conversation.conversation_id:
+            return
+        if self.worker is not None:
+            # The answer in progress stays, stopped, in the conversation it belongs to.
+            for signal_ in (self.worker.piece, self.worker.done, self.worker.failed):
+                signal_.disconnect()
+            self.worker.stop()
+            self.conversation.end_answer("partial")
+            self._stream_ended()
+        self.conversation.open(conversation_id)
+        self.prompt.setFocus()
+
+    def _conversation_deleted(self, conversation_id: int) -> None:
+        if conversation_id == self.conversation.conversation_id:
+            self.open_conversation(None)
+
+    def _show_message(self, conversation_id: int, message_id: int) -> None:
+        self.sidebar.select(conversation_id)
+        position = self.store.message(message_id).position
+        views = self.chat.messages()
+        if position < len(views):
+            self.chat.ensureWidgetVisible(views[position])
+
     # -- chat ----------------------------------------------------------------------
 
     def send(self) -> None:
@@ -187,21 +249,19 @@ class MainWindow(QMainWindow):
         assert self.engine is not None
         self.error.hide()
         self.prompt.clear()
-        self.history.append({"role": "user", "content": text})
-        self.chat.add_message("user", text)
-        self.answer_view = self.chat.add_message("assistant")
+        self.conversation.ask(text)
+        self.sidebar.refresh()
+        self.sidebar.select(self.conversation.conversation_id)  # a new one is now listed
+        context = self.conversation.context()
+        self.conversation.begin_answer()
         self.answer = ""
         stream = ChatStream(
-            self.engine.base_url,
-            self.engine.api_key,
-            list(self.history),
-            extra=self.request_options,
+            self.engine.base_url, self.engine.api_key, context, extra=self.request_options
         )
         self.worker = StreamWorker(stream)
         self.worker.piece.connect(self._on_piece)
         self.worker.done.connect(self._on_done)
         self.worker.failed.connect(self._on_failed)
-        self.worker.finished.connect(self._worker_finished)
         self.status.setText("Answering…")
         self._set_busy(engine_ready=True, streaming=True)
         self.worker.start()
@@ -212,45 +272,62 @@ class MainWindow(QMainWindow):
 
     def _on_piece(self, text: str) -> None:
         self.answer += text
-        if self.answer_view is not None:
-            self.answer_view.append(text)
+        self.conversation.add_to_answer(text)
 
     def _on_done(self, stats: GenerationStats) -> None:
-        self._keep_answer()
+        self.conversation.end_answer(
+            "partial" if stats.finish_reason == "cancelled" else "complete"
+        )
+        self.sidebar.refresh()
         ttft = (stats.time_to_first_token_s or 0) * 1000
         speed = f"{stats.tokens_per_s:.1f} tokens/s" if stats.tokens_per_s else "—"
         ending = " (stopped)" if stats.finish_reason == "cancelled" else ""
         self.status.setText(f"First token {ttft:.0f} ms · {speed}{ending}")
+        self._stream_ended()
 
     def _on_failed(self, message: str) -> None:
-        self._keep_answer()
+        # Whatever arrived before the failure stays in the conversation.
+        self.conversation.end_answer("partial")
         self.status.setText("Answer failed")
         self._show_error(message)
+        self._stream_ended()
         self._check_engine()
 
-    def _keep_answer(self) -> None:
-        # The partial answer stays in the conversation, whatever ended it.
-        if self.answer_view is not None:
-            self.answer_view.end()
-        if self.answer:
-            self.history.append({"role": "assistant", "content": self.answer})
+    def _stream_ended(self) -> None:
+        """The answer is settled: the user may send again at once.
 
-    def _worker_finished(self) -> None:
-        self.worker = None
+        The worker is kept referenced until its thread has finished and the
+        signal being delivered now has reached every receiver: dropping the last
+        reference deletes the QThread, and a sender deleted mid-emission never
+        reaches its later receivers.
+        """
+        worker, self.worker = self.worker, None
+        if worker is not None:
+            self._retiring.add(worker)
+
+            def release() -> None:
+                QTimer.singleShot(0, lambda: self._retiring.discard(worker))
+
+            if worker.isRunning():
+                worker.finished.connect(release)
+            else:
+                release()
         self._set_busy(engine_ready=self.engine_ready(), streaming=False)
 
     # -- shutdown ------------------------------------------------------------------
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt's name
         self.health.stop()
-        if self.worker is not None:
-            self.worker.stop()
-            self.worker.wait(5000)
+        for worker in [self.worker, *self._retiring]:
+            if worker is not None:
+                worker.stop()
+                worker.wait(5000)
         if self.starter is not None:
             self.starter.wait()
             self.engine = self.starter.engine
         if self.engine is not None:
             self.engine.stop()
+        self.store.close()
         super().closeEvent(event)
 
 

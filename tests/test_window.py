@@ -17,6 +17,7 @@ PROMPT = "Write a Python function that returns the square of a number."
 @pytest.fixture()
 def window(qtbot, default_model: Path):
     win = MainWindow(default_model)
+    win.request_options = {"max_tokens": 64}  # short answers keep the suite quick
     qtbot.addWidget(win)
     win.show()
     assert win.starter is not None
@@ -46,7 +47,7 @@ def test_window_answers_a_prompt(qtbot, window: MainWindow) -> None:
     assert stats.tokens > 3
     assert "tokens/s" in window.status.text()
     qtbot.waitUntil(lambda: window.send_button.isEnabled(), timeout=5_000)
-    assert window.history[-1] == {"role": "assistant", "content": window.answer}
+    assert window.conversation.context()[-1] == {"role": "assistant", "content": window.answer}
 
 
 def test_enter_sends_and_shift_enter_starts_a_new_line(qtbot, window: MainWindow) -> None:
@@ -68,6 +69,7 @@ def start_endless_answer(qtbot, win: MainWindow):
     """Send a prompt whose answer cannot end by itself, and wait for its first piece."""
     # Token 1 is Gemma's <eos>: banned, the answer runs to max_tokens (512: many seconds).
     win.request_options = {"logit_bias": {"1": -100.0}, "logit_bias_type": "input_ids"}
+    win.request_options["max_tokens"] = 512
     worker = ask(qtbot, win, "Write a long Python module with many functions.")
     with qtbot.waitSignal(worker.piece, timeout=30_000):
         pass
@@ -89,7 +91,7 @@ def test_engine_crash_mid_answer_is_reported_and_restarted(qtbot, window: MainWi
     with qtbot.waitSignal(worker.failed, timeout=10_000):
         psutil.Process(old_pid).kill()  # what a native crash in llama.cpp looks like
     assert window.answer and window.answer in window.chat.plain_text()
-    assert window.history[-1]["content"] == window.answer, "the partial answer is kept"
+    assert window.conversation.context()[-1]["content"] == window.answer, "partial answer kept"
     qtbot.waitUntil(lambda: window.restart_button.isVisible(), timeout=5_000)
     assert "engine stopped unexpectedly (killed by SIGKILL)" in window.error.text()
     assert not window.send_button.isEnabled()

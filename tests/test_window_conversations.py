@@ -1,0 +1,160 @@
+"""Conversations in the real window: saved as they happen, listed, reopened, searched."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import Qt
+
+from desktop.store import ConversationStore
+from desktop.window import MainWindow
+
+REPO = Path(__file__).resolve().parent.parent
+ENDLESS = {"logit_bias": {"1": -100.0}, "logit_bias_type": "input_ids"}
+
+
+@pytest.fixture()
+def store(tmp_path: Path) -> ConversationStore:
+    return ConversationStore(tmp_path / "conversations.sqlite3")
+
+
+def open_window(qtbot, model: Path, store: ConversationStore) -> MainWindow:
+    win = MainWindow(model, store=store)
+    win.request_options = {"max_tokens": 48}  # short answers keep the suite quick
+    qtbot.addWidget(win)
+    win.show()
+    with qtbot.waitSignal(win.starter.ready, timeout=60_000):
+        pass
+    qtbot.waitUntil(win.send_button.isEnabled, timeout=5_000)
+    return win
+
+
+def ask(qtbot, win: MainWindow, text: str) -> None:
+    win.prompt.setPlainText(text)
+    qtbot.keyClick(win.prompt, Qt.Key.Key_Return)
+    with qtbot.waitSignal(win.worker.done, timeout=60_000):
+        pass
+
+
+def test_answers_are_saved_and_listed(qtbot, default_model: Path, store) -> None:
+    win = open_window(qtbot, default_model, store)
+    ask(qtbot, win, "Write a Python function that reverses a string.\nKeep it short.")
+    [conversation] = store.conversations()
+    assert conversation.title == "Write a Python function that reverses a string."
+    messages = store.messages(conversation.id)
+    assert [(m.role, m.status) for m in messages] == [
+        ("user", "complete"),
+        ("assistant", "complete"),
+    ]
+    assert messages[1].content == win.answer
+    assert win.sidebar.conversation_list.item(0).text() == conversation.title
+    win.close()
+
+
+def test_conversations_switch_and_keep_their_context(qtbot, default_model: Path, store) -> None:
+    win = open_window(qtbot, default_model, store)
+    ask(qtbot, win, "What is a Python list?")
+    first = win.conversation.conversation_id
+    qtbot.keyClick(win, Qt.Key.Key_N, Qt.KeyboardModifier.ControlModifier)  # Ctrl+N
+    assert win.conversation.conversation_id != first and win.chat.messages() == []
+    ask(qtbot, win, "What is a SQL index?")
+    win.sidebar.select(first)
+    assert [m.text() for m in win.chat.messages()][0] == "What is a Python list?"
+    assert len(win.conversation.context()) == 2
+    ask(qtbot, win, "And a tuple?")
+    assert [m.role for m in store.messages(first)] == ["user", "assistant"] * 2
+    win.close()
+
+
+def test_search_result_opens_its_conversation(qtbot, default_model: Path, store) -> None:
+    older = store.create_conversation("Regex help")
+    store.add_message(older.id, "user", "How do I match a hexadecimal colour?")
+    store.add_message(older.id, "assistant", "Use #[0-9a-fA-F]{6}.")
+    store.create_conversation("Something else")
+    win = open_window(qtbot, default_model, store)
+    win.sidebar.search_box.setText("hexadecimal")
+    qtbot.waitUntil(lambda: win.sidebar.results_list.count() == 1, timeout=5_000)
+    item = win.sidebar.results_list.item(0)
+    rect = win.sidebar.results_list.visualItemRect(item)
+    qtbot.mouseClick(
+        win.sidebar.results_list.viewport(), Qt.MouseButton.LeftButton, pos=rect.center()
+    )
+    assert win.conversation.conversation_id == older.id
+    assert win.chat.messages()[0].text() == "How do I match a hexadecimal colour?"
+    win.close()
+
+
+def test_unreadable_conversation_file_still_lets_the_user_chat(qtbot, default_model, tmp_path):
+    data = Path(os.environ["KODCU_DATA_DIR"])
+    broken = data / "conversations.sqlite3"
+    broken.write_text("these are not conversations\n")
+    win = MainWindow(default_model)
+    win.request_options = {"max_tokens": 48}
+    qtbot.addWidget(win)
+    win.show()
+    assert str(broken) in win.error.text() and "not saved" in win.error.text()
+    with qtbot.waitSignal(win.starter.ready, timeout=60_000):
+        pass
+    ask(qtbot, win, "Say hi.")
+    assert win.answer
+    assert broken.read_text() == "these are not conversations\n", "the file is left as it was"
+    win.close()
+
+
+DRIVER = textwrap.dedent(
+    """
+    import json
+    import sys
+    from pathlib import Path
+    from PySide6.QtWidgets import QApplication
+    from desktop.store import ConversationStore
+    from desktop.window import MainWindow
+
+    app = QApplication([])
+    window = MainWindow(Path(sys.argv[1]), store=ConversationStore(Path(sys.argv[2])))
+    window.request_options = json.loads(sys.argv[3])
+    pieces = []
+
+    def started():
+        window.prompt.setPlainText("Write a long Python module.")
+        window.send()
+        window.worker.piece.connect(on_piece)
+
+    def on_piece(text):
+        pieces.append(text)
+        if len(pieces) == 40:  # more than one save interval of text
+            print("streaming", flush=True)
+
+    window.starter.ready.connect(started)
+    window.show()
+    app.exec()
+    """
+)
+
+
+def test_partial_answer_survives_the_app_being_killed(default_model: Path, tmp_path) -> None:
+    database = tmp_path / "kill.sqlite3"
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "PYTHONPATH": str(REPO)}
+    app = subprocess.Popen(
+        [sys.executable, "-c", DRIVER, str(default_model), str(database), json.dumps(ENDLESS)],
+        stdout=subprocess.PIPE, env=env, text=True,
+    )  # fmt: skip
+    try:
+        assert app.stdout and app.stdout.readline().strip() == "streaming"
+        app.send_signal(signal.SIGKILL)
+        app.wait(10)
+    finally:
+        if app.poll() is None:
+            app.kill()
+    with ConversationStore(database) as store:
+        [conversation] = store.conversations()
+        question, answer = store.messages(conversation.id)
+    assert question.content == "Write a long Python module."
+    assert answer.status == "partial" and len(answer.content) > 20
