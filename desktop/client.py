@@ -25,6 +25,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 Message = dict[str, str]
+DEFAULT_MAX_TOKENS = 512
 
 
 class ApiError(RuntimeError):
@@ -69,6 +70,35 @@ def _error_message(status: int, body: bytes) -> str:
     return f"The server answered HTTP {status}: {detail}"
 
 
+def count_tokens(base_url: str, api_key: str | None, text: str, timeout_s: float = 10.0) -> int:
+    """Tokens in `text` by the server's own tokenizer (llama-cpp-python's /extras route).
+
+    Other OpenAI-compatible servers have no such route; callers fall back to an
+    estimate when this raises ApiError.
+    """
+    url = urlsplit(base_url.rstrip("/").removesuffix("/v1"))
+    connection_class = (
+        http.client.HTTPSConnection if url.scheme == "https" else http.client.HTTPConnection
+    )
+    conn = connection_class(url.hostname or "127.0.0.1", url.port, timeout=timeout_s)
+    headers = {"Content-Type": "application/json"}
+    if api_key:
+        headers["Authorization"] = f"Bearer {api_key}"
+    try:
+        conn.request(
+            "POST", url.path + "/extras/tokenize/count", json.dumps({"input": text}), headers
+        )
+        response = conn.getresponse()
+        body = response.read()
+    except OSError as exc:
+        raise ApiError(f"Could not reach {base_url}: {exc}") from exc
+    finally:
+        conn.close()
+    if response.status != 200:
+        raise ApiError(_error_message(response.status, body), response.status)
+    return int(json.loads(body)["count"])
+
+
 class ChatStream:
     """One streamed chat completion: iterate for text, `cancel()` to stop it."""
 
@@ -78,7 +108,7 @@ class ChatStream:
         api_key: str | None,
         messages: list[Message],
         *,
-        max_tokens: int = 512,
+        max_tokens: int = DEFAULT_MAX_TOKENS,
         temperature: float = 0.2,
         top_p: float = 0.95,
         timeout_s: float = 600.0,

@@ -76,6 +76,8 @@ class CodeBlockView(QFrame):
         self.editor.setUndoRedoEnabled(False)
         self.editor.setLineWrapMode(QPlainTextEdit.LineWrapMode.NoWrap)
         self.editor.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
+        # Tabs as four columns (Qt's default is 80 pixels, about ten).
+        self.editor.setTabStopDistance(4 * self.editor.fontMetrics().horizontalAdvance(" "))
         self.editor.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
         self.editor.setPlainText(code)
         # The horizontal scroll bar comes and goes with the width; the height follows it.

@@ -30,7 +30,15 @@ from PySide6.QtWidgets import (
 
 from desktop import highlight
 from desktop.chat_view import ChatView
-from desktop.client import ChatStream, GenerationStats
+from desktop.client import (
+    DEFAULT_MAX_TOKENS,
+    ApiError,
+    ChatStream,
+    GenerationStats,
+    Message,
+    count_tokens,
+)
+from desktop.context import FittedContext, fit_context
 from desktop.conversation import OpenConversation
 from desktop.display_check import display_problem
 from desktop.engine import Engine, EngineConfig
@@ -75,6 +83,8 @@ class MainWindow(QMainWindow):
         self.starter: EngineStarter | None = None
         self.worker: StreamWorker | None = None
         self._retiring: set[StreamWorker] = set()
+        self._token_counts: dict[str, int] = {}  # filled by workers, one at a time
+        self.fitted: FittedContext | None = None
         # Notices an engine that died between questions (the child's exit
         # status is polled, which never blocks).
         self.health = QTimer(self, interval=1000)
@@ -258,7 +268,9 @@ class MainWindow(QMainWindow):
         stream = ChatStream(
             self.engine.base_url, self.engine.api_key, context, extra=self.request_options
         )
-        self.worker = StreamWorker(stream)
+        self.fitted = None
+        self.worker = StreamWorker(stream, fit=self._fit_context)
+        self.worker.context_fitted.connect(self._on_context_fitted)
         self.worker.piece.connect(self._on_piece)
         self.worker.done.connect(self._on_done)
         self.worker.failed.connect(self._on_failed)
@@ -269,6 +281,25 @@ class MainWindow(QMainWindow):
     def stop(self) -> None:
         if self.worker is not None:
             self.worker.stop()
+
+    def _fit_context(self, messages: list[Message]) -> FittedContext:
+        """Runs in the worker: count tokens with the engine's tokenizer (cached per text)."""
+        engine = self.engine
+        assert engine is not None
+
+        def count(text: str) -> int:
+            if text not in self._token_counts:
+                try:
+                    self._token_counts[text] = count_tokens(engine.base_url, engine.api_key, text)
+                except ApiError:  # a server without the route: about 3 characters a token
+                    self._token_counts[text] = len(text) // 3 + 1
+            return self._token_counts[text]
+
+        max_tokens = int(self.request_options.get("max_tokens", DEFAULT_MAX_TOKENS))
+        return fit_context(messages, engine.config.n_ctx, max_tokens, count)
+
+    def _on_context_fitted(self, fitted: FittedContext) -> None:
+        self.fitted = fitted
 
     def _on_piece(self, text: str) -> None:
         self.answer += text
@@ -282,7 +313,17 @@ class MainWindow(QMainWindow):
         ttft = (stats.time_to_first_token_s or 0) * 1000
         speed = f"{stats.tokens_per_s:.1f} tokens/s" if stats.tokens_per_s else "—"
         ending = " (stopped)" if stats.finish_reason == "cancelled" else ""
-        self.status.setText(f"First token {ttft:.0f} ms · {speed}{ending}")
+        status = f"First token {ttft:.0f} ms · {speed}{ending}"
+        if self.fitted is not None and self.engine is not None:
+            used = self.fitted.prompt_tokens + stats.tokens
+            status += f" · context {used:,} / {self.engine.config.n_ctx:,} tokens"
+            if self.fitted.left_out:
+                # Never silently: say that the model did not see the oldest turns.
+                status += (
+                    f" · {self.fitted.left_out} earliest message(s) left out: "
+                    "the conversation is longer than the context"
+                )
+        self.status.setText(status)
         self._stream_ended()
 
     def _on_failed(self, message: str) -> None:

@@ -11,7 +11,8 @@ from collections.abc import Callable
 
 from PySide6.QtCore import QThread, Signal
 
-from desktop.client import ApiError, ChatStream
+from desktop.client import ApiError, ChatStream, Message
+from desktop.context import FittedContext
 from desktop.engine import Engine, EngineError
 
 
@@ -37,18 +38,31 @@ class EngineStarter(QThread):
 
 
 class StreamWorker(QThread):
-    """Streams one answer; emits each piece of text, then exactly one of done/failed."""
+    """Streams one answer; emits each piece of text, then exactly one of done/failed.
+
+    With `fit`, the conversation is first fitted into the model's context here,
+    off the UI thread (it may ask the engine to count tokens), and
+    `context_fitted` says what was sent.
+    """
 
     piece = Signal(str)
+    context_fitted = Signal(object)  # FittedContext
     done = Signal(object)  # GenerationStats, finish_reason "cancelled" after stop()
     failed = Signal(str)
 
-    def __init__(self, stream: ChatStream) -> None:
+    def __init__(
+        self, stream: ChatStream, fit: Callable[[list[Message]], FittedContext] | None = None
+    ) -> None:
         super().__init__()
         self.stream = stream
+        self.fit = fit
 
     def run(self) -> None:
         try:
+            if self.fit is not None:
+                fitted = self.fit(self.stream.body["messages"])
+                self.stream.body["messages"] = fitted.messages
+                self.context_fitted.emit(fitted)
             for text in self.stream:
                 self.piece.emit(text)
         except (ApiError, OSError, ValueError) as exc:

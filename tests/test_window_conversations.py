@@ -158,3 +158,17 @@ def test_partial_answer_survives_the_app_being_killed(default_model: Path, tmp_p
         question, answer = store.messages(conversation.id)
     assert question.content == "Write a long Python module."
     assert answer.status == "partial" and len(answer.content) > 20
+
+
+def test_long_conversation_is_cut_visibly_not_refused(qtbot, default_model: Path, store) -> None:
+    long_ago = store.create_conversation("A long one")
+    for i in range(8):  # about 8 x 700 tokens: more than the 4096-token context
+        role = "user" if i % 2 == 0 else "assistant"
+        store.add_message(long_ago.id, role, f"Message {i}: " + "lorem ipsum dolor " * 230)
+    win = open_window(qtbot, default_model, store)
+    ask(qtbot, win, "Summarise what we discussed.")
+    assert win.answer, "the engine answered instead of refusing an over-long prompt"
+    assert win.fitted is not None and win.fitted.left_out > 0
+    assert f"{win.fitted.left_out} earliest message(s) left out" in win.status.text()
+    assert "context" in win.status.text() and "/ 4,096 tokens" in win.status.text()
+    win.close()
