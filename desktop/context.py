@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from desktop.client import Message
+from desktop.client import ApiError, Message, count_tokens
 
 # Tokens a chat template adds around each message (role markers, separators).
 # Kodcu's Alpaca template adds about 8; ChatML-style templates about 5.
@@ -60,3 +60,24 @@ def fit_context(
         )
     kept.reverse()
     return FittedContext(system + kept, len(turns) - len(kept), used)
+
+
+class TokenCounter:
+    """Counts tokens with the engine's own tokenizer, remembering each text's count.
+
+    A server without llama-cpp-python's counting route (a remote endpoint) gets
+    an estimate of three characters a token, which errs on the long side.
+    """
+
+    def __init__(self, base_url: str, api_key: str | None) -> None:
+        self.base_url = base_url
+        self.api_key = api_key
+        self._counts: dict[str, int] = {}
+
+    def __call__(self, text: str) -> int:
+        if text not in self._counts:
+            try:
+                self._counts[text] = count_tokens(self.base_url, self.api_key, text)
+            except ApiError:
+                self._counts[text] = len(text) // 3 + 1
+        return self._counts[text]

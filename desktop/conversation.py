@@ -70,6 +70,17 @@ class OpenConversation(QObject):
         self.store.add_message(self.conversation_id, "user", question)
         self.chat.add_message("user", question)
 
+    def drop_last_answer(self) -> bool:
+        """Remove the last answer (to ask again); False when the last message is not one."""
+        if self.conversation_id is None:
+            return False
+        messages = self.store.messages(self.conversation_id)
+        if not messages or messages[-1].role != "assistant":
+            return False
+        self.store.delete_from(self.conversation_id, messages[-1].position)
+        self.chat.remove_from(len(messages) - 1)
+        return True
+
     def begin_answer(self) -> None:
         assert self.conversation_id is not None, "ask() comes first"
         self._answer_id = self.store.add_message(

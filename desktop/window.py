@@ -14,14 +14,14 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtGui import QCloseEvent, QKeyEvent, QKeySequence, QShortcut
+from PySide6.QtCore import Qt, QTimer
+from PySide6.QtGui import QCloseEvent, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QApplication,
+    QFileDialog,
     QHBoxLayout,
     QLabel,
     QMainWindow,
-    QPlainTextEdit,
     QPushButton,
     QSplitter,
     QVBoxLayout,
@@ -30,34 +30,15 @@ from PySide6.QtWidgets import (
 
 from desktop import highlight
 from desktop.chat_view import ChatView
-from desktop.client import (
-    DEFAULT_MAX_TOKENS,
-    ApiError,
-    ChatStream,
-    GenerationStats,
-    Message,
-    count_tokens,
-)
-from desktop.context import FittedContext, fit_context
+from desktop.client import DEFAULT_MAX_TOKENS, ChatStream, GenerationStats, Message
+from desktop.context import FittedContext, TokenCounter, fit_context
 from desktop.conversation import OpenConversation
 from desktop.display_check import display_problem
 from desktop.engine import Engine, EngineConfig
+from desktop.prompt_edit import PromptEdit
 from desktop.sidebar import ConversationSidebar
 from desktop.store import ConversationStore, StoreError
 from desktop.workers import EngineStarter, StreamWorker
-
-
-class PromptEdit(QPlainTextEdit):
-    """The prompt box: Enter sends, Shift+Enter starts a new line."""
-
-    submitted = Signal()
-
-    def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802 - Qt's name
-        enter = event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter)
-        if enter and not event.modifiers() & Qt.KeyboardModifier.ShiftModifier:
-            self.submitted.emit()
-            return
-        super().keyPressEvent(event)
 
 
 class MainWindow(QMainWindow):
@@ -83,7 +64,7 @@ class MainWindow(QMainWindow):
         self.starter: EngineStarter | None = None
         self.worker: StreamWorker | None = None
         self._retiring: set[StreamWorker] = set()
-        self._token_counts: dict[str, int] = {}  # filled by workers, one at a time
+        self._counter: TokenCounter | None = None  # used by workers, one at a time
         self.fitted: FittedContext | None = None
         # Notices an engine that died between questions (the child's exit
         # status is polled, which never blocks).
@@ -119,6 +100,10 @@ class MainWindow(QMainWindow):
         self.send_button.setAccessibleName("Send")
         self.stop_button = QPushButton("Stop")
         self.stop_button.setAccessibleName("Stop")
+        self.regenerate_button = QPushButton("Regenerate")
+        self.regenerate_button.setAccessibleName("Regenerate")
+        self.export_button = QPushButton("Export…")
+        self.export_button.setAccessibleName("Export conversation")
         self.restart_button = QPushButton("Restart engine")
         self.restart_button.setAccessibleName("Restart engine")
         self.status = QLabel()
@@ -132,6 +117,8 @@ class MainWindow(QMainWindow):
         buttons = QHBoxLayout()
         buttons.addWidget(self.status, 1)
         buttons.addWidget(self.restart_button)
+        buttons.addWidget(self.export_button)
+        buttons.addWidget(self.regenerate_button)
         buttons.addWidget(self.stop_button)
         buttons.addWidget(self.send_button)
         layout = QVBoxLayout()
@@ -151,6 +138,8 @@ class MainWindow(QMainWindow):
         self.send_button.clicked.connect(self.send)
         self.stop_button.clicked.connect(self.stop)
         self.restart_button.clicked.connect(self.start_engine)
+        self.regenerate_button.clicked.connect(self.regenerate)
+        self.export_button.clicked.connect(self.export)
         self.prompt.submitted.connect(self.send)
         QShortcut(QKeySequence(Qt.Key.Key_Escape), self, activated=self.stop)
         QShortcut(QKeySequence.StandardKey.New, self, activated=self.sidebar.new_conversation)
@@ -160,6 +149,7 @@ class MainWindow(QMainWindow):
 
     def _set_busy(self, *, engine_ready: bool, streaming: bool) -> None:
         self.send_button.setEnabled(engine_ready and not streaming)
+        self.regenerate_button.setEnabled(engine_ready and not streaming)
         self.stop_button.setEnabled(streaming)
         self.restart_button.setVisible(not engine_ready and not streaming)
         self.restart_button.setEnabled(self.starter is None)
@@ -262,6 +252,43 @@ class MainWindow(QMainWindow):
         self.conversation.ask(text)
         self.sidebar.refresh()
         self.sidebar.select(self.conversation.conversation_id)  # a new one is now listed
+        self._answer()
+
+    def regenerate(self) -> None:
+        """Answer the last question again, replacing the last answer."""
+        if not self.engine_ready() or self.worker is not None:
+            return
+        if self.conversation.drop_last_answer():
+            self.error.hide()
+            self._answer()
+
+    def export(self) -> None:
+        """Save the open conversation as a Markdown file the user picks."""
+        conversation_id = self.conversation.conversation_id
+        if conversation_id is None:
+            return
+        title = self.store.conversation(conversation_id).title
+        path = self._ask_export_path(title)
+        if path is None:
+            return
+        try:
+            path.write_text(self.store.export_markdown(conversation_id), encoding="utf-8")
+        except OSError as exc:
+            self._show_error(f"Could not export to {path}: {exc.strerror or exc}.")
+            return
+        self.status.setText(f"Exported to {path}")
+
+    def _ask_export_path(self, title: str) -> Path | None:
+        safe = "".join(c if c.isalnum() or c in " -_" else "_" for c in title).strip()
+        suggested = str(Path.home() / f"{safe or 'conversation'}.md")
+        chosen, _ = QFileDialog.getSaveFileName(
+            self, "Export conversation", suggested, "Markdown (*.md)"
+        )
+        return Path(chosen) if chosen else None
+
+    def _answer(self) -> None:
+        """Stream an answer to the conversation as it stands."""
+        assert self.engine is not None
         context = self.conversation.context()
         self.conversation.begin_answer()
         self.answer = ""
@@ -283,20 +310,12 @@ class MainWindow(QMainWindow):
             self.worker.stop()
 
     def _fit_context(self, messages: list[Message]) -> FittedContext:
-        """Runs in the worker: count tokens with the engine's tokenizer (cached per text)."""
-        engine = self.engine
-        assert engine is not None
-
-        def count(text: str) -> int:
-            if text not in self._token_counts:
-                try:
-                    self._token_counts[text] = count_tokens(engine.base_url, engine.api_key, text)
-                except ApiError:  # a server without the route: about 3 characters a token
-                    self._token_counts[text] = len(text) // 3 + 1
-            return self._token_counts[text]
-
+        """Runs in the worker, which may ask the engine to count tokens."""
+        assert self.engine is not None
+        if self._counter is None or self._counter.base_url != self.engine.base_url:
+            self._counter = TokenCounter(self.engine.base_url, self.engine.api_key)
         max_tokens = int(self.request_options.get("max_tokens", DEFAULT_MAX_TOKENS))
-        return fit_context(messages, engine.config.n_ctx, max_tokens, count)
+        return fit_context(messages, self.engine.config.n_ctx, max_tokens, self._counter)
 
     def _on_context_fitted(self, fitted: FittedContext) -> None:
         self.fitted = fitted

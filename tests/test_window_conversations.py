@@ -172,3 +172,35 @@ def test_long_conversation_is_cut_visibly_not_refused(qtbot, default_model: Path
     assert f"{win.fitted.left_out} earliest message(s) left out" in win.status.text()
     assert "context" in win.status.text() and "/ 4,096 tokens" in win.status.text()
     win.close()
+
+
+def test_regenerate_replaces_the_last_answer(qtbot, default_model: Path, store) -> None:
+    win = open_window(qtbot, default_model, store)
+    ask(qtbot, win, "Name a sorting algorithm.")
+    conversation = win.conversation.conversation_id
+    first_answer = store.messages(conversation)[-1]
+    win.request_options["temperature"] = 1.0  # a fresh sample
+    qtbot.mouseClick(win.regenerate_button, Qt.MouseButton.LeftButton)
+    with qtbot.waitSignal(win.worker.done, timeout=60_000):
+        pass
+    messages = store.messages(conversation)
+    assert [m.role for m in messages] == ["user", "assistant"]
+    assert messages[1].created_at > first_answer.created_at, "a new answer replaced the old"
+    assert messages[1].content == win.answer
+    assert len(win.chat.messages()) == 2
+    win.close()
+
+
+def test_export_writes_the_conversation_as_markdown(
+    qtbot, default_model: Path, store, tmp_path, monkeypatch
+) -> None:
+    win = open_window(qtbot, default_model, store)
+    ask(qtbot, win, "Write hello world in Rust.")
+    target = tmp_path / "export.md"
+    monkeypatch.setattr(win, "_ask_export_path", lambda title: target)
+    qtbot.mouseClick(win.export_button, Qt.MouseButton.LeftButton)
+    text = target.read_text()
+    assert text.startswith("# Write hello world in Rust.")
+    assert "## You\n\nWrite hello world in Rust." in text and win.answer.strip() in text
+    assert str(target) in win.status.text()
+    win.close()
