@@ -51,9 +51,10 @@ class ProseView(QLabel):
 class MessageView(QFrame):
     """One message: who wrote it, a Copy button for the whole of it, and its blocks."""
 
-    def __init__(self, role: str, text: str = "") -> None:
+    def __init__(self, role: str, text: str = "", code_style: str | None = None) -> None:
         super().__init__()
         self.role = role
+        self.code_style = code_style
         self._text = ""
         self._unrendered = ""
         self._stream = BlockStream()
@@ -150,7 +151,7 @@ class MessageView(QFrame):
         tail = self._tail
         if isinstance(pending, CodeBlock):
             if not isinstance(tail, CodeBlockView):
-                tail = self._tail = CodeBlockView("", pending.language)
+                tail = self._tail = CodeBlockView("", pending.language, self.code_style)
                 self.body.addWidget(tail)
             # A pending block only grows: append what the view has not seen.
             tail.append_code(pending.code[len(tail.code()) :])
@@ -160,11 +161,16 @@ class MessageView(QFrame):
                 self.body.addWidget(tail)
             tail.set_markdown(pending.text)
 
-    @staticmethod
-    def _new_view(block: Block) -> ProseView | CodeBlockView:
+    def _new_view(self, block: Block) -> ProseView | CodeBlockView:
         if isinstance(block, CodeBlock):
-            return CodeBlockView(block.code, block.language)
+            return CodeBlockView(block.code, block.language, self.code_style)
         return ProseView(block.text)
+
+    def set_code_style(self, name: str) -> None:
+        self.code_style = name
+        for view in self.block_views():
+            if isinstance(view, CodeBlockView):
+                view.set_style(name)
 
 
 class ChatView(QScrollArea):
@@ -184,6 +190,7 @@ class ChatView(QScrollArea):
         self.column.setContentsMargins(8, 8, 8, 8)
         self.column.addStretch(1)
         self.setWidget(content)
+        self.code_style: str | None = None  # Pygments style for code; None: from the desktop
         self._follow = True
         bar = self.verticalScrollBar()
         bar.valueChanged.connect(self._on_scrolled)
@@ -194,7 +201,7 @@ class ChatView(QScrollArea):
         return [item for item in items if isinstance(item, MessageView)]
 
     def add_message(self, role: str, text: str = "") -> MessageView:
-        view = MessageView(role, text)
+        view = MessageView(role, text, self.code_style)
         self.column.insertWidget(self.column.count() - 1, view)  # above the stretch
         self._follow = True
         return view
@@ -207,6 +214,12 @@ class ChatView(QScrollArea):
 
     def clear(self) -> None:
         self.remove_from(0)
+
+    def set_code_style(self, name: str) -> None:
+        """Colour every code block, present and future, with a Pygments style."""
+        self.code_style = name
+        for message in self.messages():
+            message.set_code_style(name)
 
     def plain_text(self) -> str:
         """The conversation as text: each author and message (for tests and export)."""

@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         from desktop.smoke import run_smoke
 
         return run_smoke(args.smoke, model, args.max_tokens, args.threads)
-    from desktop.window import run_window
+    from desktop.app import run_window
 
     return run_window(model, n_threads=args.threads)
 

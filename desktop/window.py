@@ -8,8 +8,6 @@ offers to restart the engine when its process has died.
 
 from __future__ import annotations
 
-import signal
-import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -33,11 +31,11 @@ from desktop.chat_view import ChatView
 from desktop.client import DEFAULT_MAX_TOKENS, ChatStream, GenerationStats, Message
 from desktop.context import FittedContext, TokenCounter, fit_context
 from desktop.conversation import OpenConversation
-from desktop.display_check import display_problem
 from desktop.engine import Engine, EngineConfig
 from desktop.prompt_edit import PromptEdit
 from desktop.sidebar import ConversationSidebar
 from desktop.store import ConversationStore, StoreError
+from desktop.theme import apply_theme
 from desktop.workers import EngineStarter, StreamWorker
 
 
@@ -147,12 +145,17 @@ class MainWindow(QMainWindow):
         self._set_busy(engine_ready=False, streaming=False)
         self.prompt.setFocus()
 
+    def apply_theme(self, theme: str) -> None:
+        """Switch the look ("system", "light" or "dark"), code blocks included."""
+        app = QApplication.instance()
+        assert isinstance(app, QApplication)
+        self.chat.set_code_style(apply_theme(app, theme))
+
     def _set_busy(self, *, engine_ready: bool, streaming: bool) -> None:
         self.send_button.setEnabled(engine_ready and not streaming)
         self.regenerate_button.setEnabled(engine_ready and not streaming)
         self.stop_button.setEnabled(streaming)
-        self.restart_button.setVisible(not engine_ready and not streaming)
-        self.restart_button.setEnabled(self.starter is None)
+        self.restart_button.setVisible(not engine_ready and not streaming and self.starter is None)
 
     def _show_error(self, message: str) -> None:
         self.error.setText(message)
@@ -389,21 +392,3 @@ class MainWindow(QMainWindow):
             self.engine.stop()
         self.store.close()
         super().closeEvent(event)
-
-
-def run_window(model: Path, n_threads: int | None = None) -> int:
-    problem = display_problem()
-    if problem:
-        print(f"kodcu: {problem}", file=sys.stderr)
-        return 1
-    app = QApplication.instance() or QApplication(sys.argv)
-    app.setApplicationName("Kodcu")
-    window = MainWindow(model, n_threads=n_threads)
-    window.show()
-    # Ctrl+C in the terminal closes the window in order (engine stopped). Qt's
-    # event loop runs no Python code while idle, so a timer lets the handler run.
-    signal.signal(signal.SIGINT, lambda *_: window.close())
-    wake_python = QTimer(interval=250)
-    wake_python.timeout.connect(lambda: None)
-    wake_python.start()
-    return app.exec()

@@ -150,3 +150,27 @@ def test_remove_from_drops_later_messages(qtbot, chat) -> None:
         chat.add_message("user", text)
     chat.remove_from(1)
     assert [m.text() for m in chat.messages()] == ["one"]
+
+
+def test_dark_theme_recolours_the_app_and_every_code_block(qtbot, chat) -> None:
+    from PySide6.QtWidgets import QApplication
+
+    from desktop.highlight import DARK_STYLE, LIGHT_STYLE
+    from desktop.theme import apply_theme
+
+    app = QApplication.instance()
+    message = chat.add_message("assistant", ANSWER)
+    try:
+        chat.set_code_style(apply_theme(app, "dark"))
+        assert app.palette().window().color().lightness() < 100
+        codes = [w for w in message.block_views() if isinstance(w, CodeBlockView)]
+        assert {c.highlighter.style_name() for c in codes} == {DARK_STYLE}
+        later = chat.add_message("assistant", "```py\nx = 1\n```")
+        assert later.block_views()[0].highlighter.style_name() == DARK_STYLE
+        chat.set_code_style(apply_theme(app, "light"))
+        assert app.palette().window().color().lightness() > 150
+        assert {c.highlighter.style_name() for c in codes} == {LIGHT_STYLE}
+        with pytest.raises(ValueError):
+            apply_theme(app, "purple")
+    finally:
+        apply_theme(app, "light")

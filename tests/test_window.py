@@ -120,7 +120,7 @@ def test_bad_model_shows_an_error_and_the_window_stays(qtbot, tmp_path: Path) ->
     win.show()
     with qtbot.waitSignal(win.starter.failed, timeout=30_000):
         pass
-    qtbot.waitUntil(lambda: win.restart_button.isEnabled(), timeout=5_000)
+    qtbot.waitUntil(lambda: win.restart_button.isVisible(), timeout=5_000)
     assert win.isVisible()
     assert win.error.isVisible() and str(bad) in win.error.text()
     assert not win.send_button.isEnabled()
