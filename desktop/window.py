@@ -32,11 +32,12 @@ from desktop.client import DEFAULT_MAX_TOKENS, ChatStream, GenerationStats, Mess
 from desktop.context import FittedContext, TokenCounter, fit_context
 from desktop.conversation import OpenConversation
 from desktop.engine import Engine, EngineConfig
+from desktop.engine_control import EngineControl
 from desktop.prompt_edit import PromptEdit
 from desktop.sidebar import ConversationSidebar
 from desktop.store import ConversationStore, StoreError
 from desktop.theme import apply_theme
-from desktop.workers import EngineStarter, StreamWorker
+from desktop.workers import StreamWorker
 
 
 class MainWindow(QMainWindow):
@@ -45,8 +46,13 @@ class MainWindow(QMainWindow):
     ) -> None:
         super().__init__()
         self.model = model
-        self.n_threads = n_threads
-        self.engine: Engine | None = None
+        config = EngineConfig(model=model)
+        if n_threads:
+            config.n_threads = n_threads
+        self.engine_control = EngineControl(config)
+        self.engine_control.ready.connect(self._engine_ready)
+        self.engine_control.failed.connect(self._engine_failed)
+        self.engine_control.died.connect(self._engine_died)
         store_problem = None
         if store is None:
             try:
@@ -59,15 +65,10 @@ class MainWindow(QMainWindow):
         # Extra fields for each chat completion request (sampling settings).
         self.request_options: dict[str, Any] = {}
         self.answer = ""
-        self.starter: EngineStarter | None = None
         self.worker: StreamWorker | None = None
         self._retiring: set[StreamWorker] = set()
         self._counter: TokenCounter | None = None  # used by workers, one at a time
         self.fitted: FittedContext | None = None
-        # Notices an engine that died between questions (the child's exit
-        # status is polled, which never blocks).
-        self.health = QTimer(self, interval=1000)
-        self.health.timeout.connect(self._check_engine)
         self.setWindowTitle(f"Kodcu — {model.name}")
         self.resize(1100, 720)
         self._build()
@@ -155,7 +156,9 @@ class MainWindow(QMainWindow):
         self.send_button.setEnabled(engine_ready and not streaming)
         self.regenerate_button.setEnabled(engine_ready and not streaming)
         self.stop_button.setEnabled(streaming)
-        self.restart_button.setVisible(not engine_ready and not streaming and self.starter is None)
+        self.restart_button.setVisible(
+            not engine_ready and not streaming and not self.engine_control.is_starting()
+        )
 
     def _show_error(self, message: str) -> None:
         self.error.setText(message)
@@ -163,38 +166,27 @@ class MainWindow(QMainWindow):
 
     # -- engine --------------------------------------------------------------------
 
+    @property
+    def engine(self) -> Engine | None:
+        """The local engine while it runs (None for a remote endpoint)."""
+        return self.engine_control.engine
+
     def start_engine(self) -> None:
-        if self.starter is not None:
+        if self.engine_control.is_starting():
             return
-        if self.engine is not None:
-            self.engine.stop()
-            self.engine = None
-        self.health.stop()
         self.error.hide()
-        self.status.setText(f"Loading {self.model.name}…")
-        config = EngineConfig(model=self.model)
-        if self.n_threads:
-            config.n_threads = self.n_threads
-        self.starter = EngineStarter(lambda: Engine(config))
-        self.starter.ready.connect(self._engine_ready)
-        self.starter.failed.connect(self._engine_failed)
-        self.starter.finished.connect(self._starter_finished)
-        self._set_busy(engine_ready=False, streaming=False)
-        self.starter.start()
+        self.status.setText(f"Loading {self.engine_control.description()}…")
+        self.engine_control.start()
+        self._set_busy(engine_ready=False, streaming=self.worker is not None)
 
     def _engine_ready(self) -> None:
-        assert self.starter is not None
-        self.engine = self.starter.engine
-        self.status.setText(f"Ready — {self.model.name}")
-        self.health.start()
+        self.status.setText(f"Ready — {self.engine_control.description()}")
+        self._set_busy(engine_ready=True, streaming=self.worker is not None)
 
-    def _check_engine(self) -> None:
-        if self.engine is None or self.engine.is_running():
-            return
-        self.health.stop()
+    def _engine_died(self, reason: str) -> None:
         self.status.setText("Engine not running")
         self._show_error(
-            f"The engine stopped unexpectedly ({self.engine.exit_reason()}). "
+            f"The engine stopped unexpectedly ({reason}). "
             "Restart it to go on; the conversation is kept."
         )
         self._set_busy(engine_ready=False, streaming=self.worker is not None)
@@ -202,13 +194,10 @@ class MainWindow(QMainWindow):
     def _engine_failed(self, message: str) -> None:
         self.status.setText("Engine not running")
         self._show_error(message)
-
-    def _starter_finished(self) -> None:
-        self.starter = None
-        self._set_busy(engine_ready=self.engine_ready(), streaming=False)
+        self._set_busy(engine_ready=False, streaming=False)
 
     def engine_ready(self) -> bool:
-        return self.engine is not None and self.engine.is_running()
+        return self.engine_control.is_ready()
 
     # -- conversations -------------------------------------------------------------
 
@@ -249,7 +238,6 @@ class MainWindow(QMainWindow):
         text = self.prompt.toPlainText().strip()
         if not text or not self.engine_ready() or self.worker is not None:
             return
-        assert self.engine is not None
         self.error.hide()
         self.prompt.clear()
         self.conversation.ask(text)
@@ -291,12 +279,14 @@ class MainWindow(QMainWindow):
 
     def _answer(self) -> None:
         """Stream an answer to the conversation as it stands."""
-        assert self.engine is not None
         context = self.conversation.context()
         self.conversation.begin_answer()
         self.answer = ""
         stream = ChatStream(
-            self.engine.base_url, self.engine.api_key, context, extra=self.request_options
+            self.engine_control.base_url,
+            self.engine_control.api_key,
+            context,
+            extra=self.request_options,
         )
         self.fitted = None
         self.worker = StreamWorker(stream, fit=self._fit_context)
@@ -314,11 +304,11 @@ class MainWindow(QMainWindow):
 
     def _fit_context(self, messages: list[Message]) -> FittedContext:
         """Runs in the worker, which may ask the engine to count tokens."""
-        assert self.engine is not None
-        if self._counter is None or self._counter.base_url != self.engine.base_url:
-            self._counter = TokenCounter(self.engine.base_url, self.engine.api_key)
+        control = self.engine_control
+        if self._counter is None or self._counter.base_url != control.base_url:
+            self._counter = TokenCounter(control.base_url, control.api_key)
         max_tokens = int(self.request_options.get("max_tokens", DEFAULT_MAX_TOKENS))
-        return fit_context(messages, self.engine.config.n_ctx, max_tokens, self._counter)
+        return fit_context(messages, control.n_ctx, max_tokens, self._counter)
 
     def _on_context_fitted(self, fitted: FittedContext) -> None:
         self.fitted = fitted
@@ -336,9 +326,9 @@ class MainWindow(QMainWindow):
         speed = f"{stats.tokens_per_s:.1f} tokens/s" if stats.tokens_per_s else "—"
         ending = " (stopped)" if stats.finish_reason == "cancelled" else ""
         status = f"First token {ttft:.0f} ms · {speed}{ending}"
-        if self.fitted is not None and self.engine is not None:
+        if self.fitted is not None:
             used = self.fitted.prompt_tokens + stats.tokens
-            status += f" · context {used:,} / {self.engine.config.n_ctx:,} tokens"
+            status += f" · context {used:,} / {self.engine_control.n_ctx:,} tokens"
             if self.fitted.left_out:
                 # Never silently: say that the model did not see the oldest turns.
                 status += (
@@ -354,7 +344,7 @@ class MainWindow(QMainWindow):
         self.status.setText("Answer failed")
         self._show_error(message)
         self._stream_ended()
-        self._check_engine()
+        self.engine_control.check()
 
     def _stream_ended(self) -> None:
         """The answer is settled: the user may send again at once.
@@ -380,15 +370,10 @@ class MainWindow(QMainWindow):
     # -- shutdown ------------------------------------------------------------------
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt's name
-        self.health.stop()
         for worker in [self.worker, *self._retiring]:
             if worker is not None:
                 worker.stop()
                 worker.wait(5000)
-        if self.starter is not None:
-            self.starter.wait()
-            self.engine = self.starter.engine
-        if self.engine is not None:
-            self.engine.stop()
+        self.engine_control.stop()
         self.store.close()
         super().closeEvent(event)

@@ -20,8 +20,8 @@ def window(qtbot, default_model: Path):
     win.request_options = {"max_tokens": 64}  # short answers keep the suite quick
     qtbot.addWidget(win)
     win.show()
-    assert win.starter is not None
-    with qtbot.waitSignal(win.starter.ready, timeout=60_000):
+    assert win.engine_control.is_starting()
+    with qtbot.waitSignal(win.engine_control.ready, timeout=60_000):
         pass
     qtbot.waitUntil(lambda: win.send_button.isEnabled(), timeout=5_000)
     yield win
@@ -96,7 +96,7 @@ def test_engine_crash_mid_answer_is_reported_and_restarted(qtbot, window: MainWi
     assert "engine stopped unexpectedly (killed by SIGKILL)" in window.error.text()
     assert not window.send_button.isEnabled()
     qtbot.mouseClick(window.restart_button, Qt.MouseButton.LeftButton)
-    with qtbot.waitSignal(window.starter.ready, timeout=60_000):
+    with qtbot.waitSignal(window.engine_control.ready, timeout=60_000):
         pass
     assert window.engine.pid != old_pid
     qtbot.waitUntil(lambda: window.send_button.isEnabled(), timeout=5_000)
@@ -118,7 +118,7 @@ def test_bad_model_shows_an_error_and_the_window_stays(qtbot, tmp_path: Path) ->
     win = MainWindow(bad)
     qtbot.addWidget(win)
     win.show()
-    with qtbot.waitSignal(win.starter.failed, timeout=30_000):
+    with qtbot.waitSignal(win.engine_control.failed, timeout=30_000):
         pass
     qtbot.waitUntil(lambda: win.restart_button.isVisible(), timeout=5_000)
     assert win.isVisible()

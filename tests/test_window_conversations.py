@@ -30,7 +30,7 @@ def open_window(qtbot, model: Path, store: ConversationStore) -> MainWindow:
     win.request_options = {"max_tokens": 48}  # short answers keep the suite quick
     qtbot.addWidget(win)
     win.show()
-    with qtbot.waitSignal(win.starter.ready, timeout=60_000):
+    with qtbot.waitSignal(win.engine_control.ready, timeout=60_000):
         pass
     qtbot.waitUntil(win.send_button.isEnabled, timeout=5_000)
     return win
@@ -100,7 +100,7 @@ def test_unreadable_conversation_file_still_lets_the_user_chat(qtbot, default_mo
     qtbot.addWidget(win)
     win.show()
     assert str(broken) in win.error.text() and "not saved" in win.error.text()
-    with qtbot.waitSignal(win.starter.ready, timeout=60_000):
+    with qtbot.waitSignal(win.engine_control.ready, timeout=60_000):
         pass
     ask(qtbot, win, "Say hi.")
     assert win.answer
@@ -132,7 +132,7 @@ DRIVER = textwrap.dedent(
         if len(pieces) == 40:  # more than one save interval of text
             print("streaming", flush=True)
 
-    window.starter.ready.connect(started)
+    window.engine_control.ready.connect(started)
     window.show()
     app.exec()
     """
