@@ -73,6 +73,18 @@ class EngineConfig:
     """Pass llama.cpp's full log through to this process's stderr."""
 
 
+@dataclass
+class RemoteEndpoint:
+    """An OpenAI-compatible server elsewhere (llama-server, Ollama, vLLM)."""
+
+    url: str
+    """Its API root, e.g. http://gpu-box:8000/v1."""
+    api_key: str
+    """Sent as a bearer token; empty for servers that want none."""
+    n_ctx: int
+    """The context size to plan for (the server's own limit is not asked)."""
+
+
 def _child_command() -> list[str]:
     # A frozen app (PyInstaller) has no `python -m`; it re-enters its own main.
     if getattr(sys, "frozen", False):

@@ -8,24 +8,10 @@ once a second, which never blocks.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from PySide6.QtCore import QObject, QTimer, Signal
 
-from desktop.engine import Engine, EngineConfig
+from desktop.engine import Engine, EngineConfig, RemoteEndpoint
 from desktop.workers import EngineStarter
-
-
-@dataclass
-class RemoteEndpoint:
-    """An OpenAI-compatible server elsewhere (llama-server, Ollama, vLLM)."""
-
-    url: str
-    """Its API root, e.g. http://gpu-box:8000/v1."""
-    api_key: str
-    """Sent as a bearer token; empty for servers that want none."""
-    n_ctx: int
-    """The context size to plan for (the server's own limit is not asked)."""
 
 
 class EngineControl(QObject):
@@ -92,11 +78,8 @@ class EngineControl(QObject):
         self.starter.start()
 
     def reconfigure(self, config: EngineConfig, remote: RemoteEndpoint | None) -> None:
-        """Use new settings: restart when what runs, or how, has changed."""
-        changed = config != self.config or remote != self.remote
+        """Use new settings from the next start(); the caller restarts when they differ."""
         self.config, self.remote = config, remote
-        if changed:
-            self.start()
 
     def stop(self) -> None:
         """Stop for good (the window is closing): wait for a start in progress first."""

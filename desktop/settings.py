@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 from desktop.client import DEFAULT_MAX_TOKENS
-from desktop.engine import default_threads
+from desktop.engine import EngineConfig, RemoteEndpoint, default_threads
 from kodcu.paths import data_dir
 
 SETTINGS_FILE = "settings.json"
@@ -240,3 +240,28 @@ def save_settings(settings: Settings, path: Path | None = None) -> None:
         with contextlib.suppress(OSError):
             os.unlink(temp_name)
         raise
+
+
+def engine_setup(
+    settings: Settings, model: Path, n_threads: int | None = None, api_key: str | None = None
+) -> tuple[EngineConfig, RemoteEndpoint | None]:
+    """The engine the settings ask for: the local one's config, and a remote endpoint if set.
+
+    `n_threads` (from the command line) wins over the settings; `api_key` keeps a
+    running engine's random key, unless the local API has a key of its own.
+    """
+    config = EngineConfig(
+        model=model,
+        n_ctx=settings.context_size,
+        n_threads=n_threads or settings.cpu_threads,
+        n_gpu_layers=settings.gpu_layers,
+    )
+    if api_key:
+        config.api_key = api_key
+    if settings.api_enabled:  # the local API for IDE plugins: a fixed address and key
+        config.host, config.port = settings.api_host, settings.api_port
+        config.api_key = settings.api_key or config.api_key
+    remote = None
+    if settings.remote_url:
+        remote = RemoteEndpoint(settings.remote_url, settings.remote_api_key, settings.context_size)
+    return config, remote

@@ -31,9 +31,11 @@ from desktop.chat_view import ChatView
 from desktop.client import DEFAULT_MAX_TOKENS, ChatStream, GenerationStats, Message
 from desktop.context import FittedContext, TokenCounter, fit_context
 from desktop.conversation import OpenConversation
-from desktop.engine import Engine, EngineConfig
+from desktop.engine import Engine, EngineConfig, RemoteEndpoint
 from desktop.engine_control import EngineControl
 from desktop.prompt_edit import PromptEdit
+from desktop.settings import Settings, engine_setup, load_settings, save_settings
+from desktop.settings_dialog import SettingsDialog
 from desktop.sidebar import ConversationSidebar
 from desktop.store import ConversationStore, StoreError
 from desktop.theme import apply_theme
@@ -46,10 +48,10 @@ class MainWindow(QMainWindow):
     ) -> None:
         super().__init__()
         self.model = model
-        config = EngineConfig(model=model)
-        if n_threads:
-            config.n_threads = n_threads
-        self.engine_control = EngineControl(config)
+        self.model = model
+        self.n_threads = n_threads  # from the command line: wins over the settings
+        self.settings, settings_problems = load_settings()
+        self.engine_control = EngineControl(*self._engine_setup(self.settings))
         self.engine_control.ready.connect(self._engine_ready)
         self.engine_control.failed.connect(self._engine_failed)
         self.engine_control.died.connect(self._engine_died)
@@ -62,7 +64,7 @@ class MainWindow(QMainWindow):
                 store_problem = f"{exc} Conversations are not saved in this session."
                 store = ConversationStore(Path(":memory:"))
         self.store = store
-        # Extra fields for each chat completion request (sampling settings).
+        # Extra request fields on top of the settings' sampling (tests, experiments).
         self.request_options: dict[str, Any] = {}
         self.answer = ""
         self.worker: StreamWorker | None = None
@@ -72,8 +74,9 @@ class MainWindow(QMainWindow):
         self.setWindowTitle(f"Kodcu — {model.name}")
         self.resize(1100, 720)
         self._build()
-        if store_problem:
-            self._show_error(store_problem)
+        problems = [*settings_problems, *([store_problem] if store_problem else [])]
+        if problems:
+            self._show_error(" ".join(problems))
         self._open_latest()
         # Off the UI thread while the model loads: the first code block then
         # finds its lexer imported.
@@ -103,6 +106,8 @@ class MainWindow(QMainWindow):
         self.regenerate_button.setAccessibleName("Regenerate")
         self.export_button = QPushButton("Export…")
         self.export_button.setAccessibleName("Export conversation")
+        self.settings_button = QPushButton("Settings…")
+        self.settings_button.setAccessibleName("Settings")
         self.restart_button = QPushButton("Restart engine")
         self.restart_button.setAccessibleName("Restart engine")
         self.status = QLabel()
@@ -115,6 +120,7 @@ class MainWindow(QMainWindow):
 
         buttons = QHBoxLayout()
         buttons.addWidget(self.status, 1)
+        buttons.addWidget(self.settings_button)
         buttons.addWidget(self.restart_button)
         buttons.addWidget(self.export_button)
         buttons.addWidget(self.regenerate_button)
@@ -137,10 +143,12 @@ class MainWindow(QMainWindow):
         self.send_button.clicked.connect(self.send)
         self.stop_button.clicked.connect(self.stop)
         self.restart_button.clicked.connect(self.start_engine)
+        self.settings_button.clicked.connect(self.open_settings)
         self.regenerate_button.clicked.connect(self.regenerate)
         self.export_button.clicked.connect(self.export)
         self.prompt.submitted.connect(self.send)
         QShortcut(QKeySequence(Qt.Key.Key_Escape), self, activated=self.stop)
+        QShortcut(QKeySequence.StandardKey.Preferences, self, activated=self.open_settings)
         QShortcut(QKeySequence.StandardKey.New, self, activated=self.sidebar.new_conversation)
         QShortcut(QKeySequence.StandardKey.Find, self, activated=self.sidebar.search_box.setFocus)
         self._set_busy(engine_ready=False, streaming=False)
@@ -164,6 +172,33 @@ class MainWindow(QMainWindow):
         self.error.setText(message)
         self.error.show()
 
+    # -- settings ------------------------------------------------------------------
+
+    def _engine_setup(self, settings: Settings) -> tuple[EngineConfig, RemoteEndpoint | None]:
+        old = getattr(self, "engine_control", None)  # keep the key across restarts
+        return engine_setup(
+            settings, self.model, self.n_threads, old.config.api_key if old else None
+        )
+
+    def open_settings(self) -> None:
+        dialog = SettingsDialog(self.settings, self)
+        if dialog.exec():
+            self.apply_settings(dialog.settings())
+
+    def apply_settings(self, settings: Settings) -> None:
+        """Save new settings and use them: look, sampling, and the engine if it changed."""
+        try:
+            save_settings(settings)  # fills in a generated API key
+        except (OSError, ValueError) as exc:
+            self._show_error(f"Settings not saved: {exc}")
+            return
+        self.settings = settings
+        self.apply_theme(settings.theme)
+        config, remote = self._engine_setup(settings)
+        if (config, remote) != (self.engine_control.config, self.engine_control.remote):
+            self.engine_control.reconfigure(config, remote)
+            self.start_engine()
+
     # -- engine --------------------------------------------------------------------
 
     @property
@@ -180,7 +215,12 @@ class MainWindow(QMainWindow):
         self._set_busy(engine_ready=False, streaming=self.worker is not None)
 
     def _engine_ready(self) -> None:
-        self.status.setText(f"Ready — {self.engine_control.description()}")
+        status = f"Ready — {self.engine_control.description()}"
+        if self.settings.api_enabled and self.engine_control.remote is None:
+            status += (
+                f" · local API {self.engine_control.base_url}, key {self.engine_control.api_key}"
+            )
+        self.status.setText(status)
         self._set_busy(engine_ready=True, streaming=self.worker is not None)
 
     def _engine_died(self, reason: str) -> None:
@@ -279,14 +319,14 @@ class MainWindow(QMainWindow):
 
     def _answer(self) -> None:
         """Stream an answer to the conversation as it stands."""
-        context = self.conversation.context()
+        context = self.settings.messages_prefix() + self.conversation.context()
         self.conversation.begin_answer()
         self.answer = ""
         stream = ChatStream(
             self.engine_control.base_url,
             self.engine_control.api_key,
             context,
-            extra=self.request_options,
+            extra={**self.settings.request_options(), **self.request_options},
         )
         self.fitted = None
         self.worker = StreamWorker(stream, fit=self._fit_context)
@@ -307,7 +347,8 @@ class MainWindow(QMainWindow):
         control = self.engine_control
         if self._counter is None or self._counter.base_url != control.base_url:
             self._counter = TokenCounter(control.base_url, control.api_key)
-        max_tokens = int(self.request_options.get("max_tokens", DEFAULT_MAX_TOKENS))
+        options = {**self.settings.request_options(), **self.request_options}
+        max_tokens = int(options.get("max_tokens", DEFAULT_MAX_TOKENS))
         return fit_context(messages, control.n_ctx, max_tokens, self._counter)
 
     def _on_context_fitted(self, fitted: FittedContext) -> None:
