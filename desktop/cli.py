@@ -40,10 +40,15 @@ def resolve_model(model: Path | None) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["--engine-child"]:  # a frozen build re-enters here for the engine
-        from desktop.engine_child import main as child_main
+    # A frozen build re-enters here for its child processes.
+    if argv[:1] == ["--engine-child"]:
+        from desktop.engine_child import main as engine_child
 
-        return child_main()
+        return engine_child()
+    if argv[:1] == ["--metadata-child"] and len(argv) == 2:
+        from desktop.gguf_metadata import child_main as metadata_child
+
+        metadata_child(argv[1])
     args = _parser().parse_args(argv)
     model = resolve_model(args.model)
     if args.smoke is not None:

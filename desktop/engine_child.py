@@ -36,7 +36,7 @@ def _exit_when_parent_dies() -> None:
     os._exit(0)
 
 
-def _capture_llama_log(verbose: bool, problems: list[str]) -> Any:
+def capture_llama_log(verbose: bool, problems: list[str]) -> Any:
     """Route llama.cpp's log through us, keeping its warnings and errors.
 
     llama-cpp-python silences stderr while a model loads unless verbose, which
@@ -68,7 +68,7 @@ def _capture_llama_log(verbose: bool, problems: list[str]) -> Any:
     return callback
 
 
-def _protocol_stream() -> TextIO:
+def protocol_stream() -> TextIO:
     """Keep the real stdout for the protocol and send all other output to stderr.
 
     llama-cpp-python's server prints to stdout (for example on each client
@@ -149,9 +149,9 @@ def _bind(host: str, port: int) -> socket.socket:
 def main() -> int:
     settings = json.loads(sys.stdin.readline())
     threading.Thread(target=_exit_when_parent_dies, daemon=True).start()
-    protocol = _protocol_stream()
+    protocol = protocol_stream()
     problems: list[str] = []
-    callback = _capture_llama_log(settings.get("verbose", False), problems)  # noqa: F841
+    callback = capture_llama_log(settings.get("verbose", False), problems)  # noqa: F841
     # Bind before loading: a port in use should fail at once, not after the load.
     try:
         sock = _bind(settings["host"], settings["port"])
