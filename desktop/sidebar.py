@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
     QMenu,
     QMessageBox,
     QPushButton,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -56,6 +57,8 @@ class ConversationSidebar(QWidget):
         self.search_box.setAccessibleName("Search conversations")
         self.search_box.setPlaceholderText("Search all messages")
         self.search_box.setClearButtonEnabled(True)
+        for clear_button in self.search_box.findChildren(QToolButton):
+            clear_button.setAccessibleName("Clear search")
         self.search_box.textChanged.connect(self._search_text_changed)
         self.search_timer = QTimer(self, singleShot=True, interval=SEARCH_DELAY_MS)
         self.search_timer.timeout.connect(self._run_search)

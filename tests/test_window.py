@@ -131,3 +131,34 @@ def test_closing_the_window_stops_the_engine(qtbot, window: MainWindow) -> None:
     pid = window.engine.pid
     window.close()
     assert not psutil.pid_exists(pid)
+
+
+def test_every_control_has_an_accessible_name(qtbot, tmp_path: Path) -> None:
+    from PySide6.QtWidgets import (
+        QAbstractButton,
+        QAbstractItemView,
+        QAbstractSpinBox,
+        QComboBox,
+        QLineEdit,
+        QPlainTextEdit,
+        QWidget,
+    )
+
+    win = MainWindow(gguf_files.random_bytes(tmp_path / "broken.gguf"))  # no engine needed
+    qtbot.addWidget(win)
+    win.chat.add_message("user", "Show me code")
+    win.chat.add_message("assistant", "Here:\n\n```python\nprint('hi')\n```\n")
+    controls = (QAbstractButton, QAbstractItemView, QAbstractSpinBox, QComboBox, QLineEdit,
+                QPlainTextEdit)  # fmt: skip
+    unnamed = [
+        f"{type(w).__name__} {w.objectName()!r}"
+        for w in win.findChildren(QWidget)
+        if isinstance(w, controls)
+        and not w.accessibleName()
+        and not (isinstance(w, QAbstractButton) and w.text())
+        # Qt's own internals (scroll bars' buttons, the line edit inside a spin box)
+        and w.parent() is not None
+        and not isinstance(w.parent(), (QAbstractSpinBox, QComboBox))
+    ]
+    assert unnamed == []
+    win.close()
