@@ -33,6 +33,8 @@ from desktop.context import FittedContext, TokenCounter, fit_context
 from desktop.conversation import OpenConversation
 from desktop.engine import Engine, EngineConfig, RemoteEndpoint
 from desktop.engine_control import EngineControl
+from desktop.model_dialog import ModelDialog
+from desktop.model_library import ModelLibrary
 from desktop.prompt_edit import PromptEdit
 from desktop.settings import Settings, engine_setup, load_settings, save_settings
 from desktop.settings_dialog import SettingsDialog
@@ -106,6 +108,8 @@ class MainWindow(QMainWindow):
         self.regenerate_button.setAccessibleName("Regenerate")
         self.export_button = QPushButton("Export…")
         self.export_button.setAccessibleName("Export conversation")
+        self.models_button = QPushButton("Models…")
+        self.models_button.setAccessibleName("Models")
         self.settings_button = QPushButton("Settings…")
         self.settings_button.setAccessibleName("Settings")
         self.restart_button = QPushButton("Restart engine")
@@ -120,6 +124,7 @@ class MainWindow(QMainWindow):
 
         buttons = QHBoxLayout()
         buttons.addWidget(self.status, 1)
+        buttons.addWidget(self.models_button)
         buttons.addWidget(self.settings_button)
         buttons.addWidget(self.restart_button)
         buttons.addWidget(self.export_button)
@@ -144,6 +149,7 @@ class MainWindow(QMainWindow):
         self.stop_button.clicked.connect(self.stop)
         self.restart_button.clicked.connect(self.start_engine)
         self.settings_button.clicked.connect(self.open_settings)
+        self.models_button.clicked.connect(self.open_models)
         self.regenerate_button.clicked.connect(self.regenerate)
         self.export_button.clicked.connect(self.export)
         self.prompt.submitted.connect(self.send)
@@ -184,6 +190,20 @@ class MainWindow(QMainWindow):
         dialog = SettingsDialog(self.settings, self)
         if dialog.exec():
             self.apply_settings(dialog.settings())
+
+    def open_models(self) -> None:
+        dialog = ModelDialog(ModelLibrary(), self)
+        dialog.model_chosen.connect(self.use_model)
+        dialog.exec()
+
+    def use_model(self, model: Path) -> None:
+        """Run another GGUF model: the engine restarts on it."""
+        if model == self.model:
+            return
+        self.model = model
+        self.setWindowTitle(f"Kodcu — {model.name}")
+        self.engine_control.reconfigure(*self._engine_setup(self.settings))
+        self.start_engine()
 
     def apply_settings(self, settings: Settings) -> None:
         """Save new settings and use them: look, sampling, and the engine if it changed."""

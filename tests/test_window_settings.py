@@ -107,3 +107,22 @@ def test_bad_settings_file_is_reported_and_defaults_used(qtbot, default_model: P
     assert win.settings.temperature == Settings().temperature
     assert win.settings.context_size == 2048
     win.close()
+
+
+def test_choosing_another_model_restarts_the_engine_on_it(
+    qtbot, default_model: Path, tmp_path: Path
+) -> None:
+    from tests import gguf_files
+
+    win = open_window(qtbot, default_model)
+    other = gguf_files.with_metadata_string(
+        default_model,
+        tmp_path / "templated.gguf",
+        "tokenizer.chat_template",
+        "{{ messages[-1]['content'] }}",
+    )
+    with qtbot.waitSignal(win.engine_control.ready, timeout=60_000):
+        win.use_model(other)
+    assert win.engine.config.model == other and win.engine.chat_template == "gguf"
+    assert "templated.gguf" in win.windowTitle() and "templated.gguf" in win.status.text()
+    win.close()
