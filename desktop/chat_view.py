@@ -9,7 +9,7 @@ block still growing at the tail is updated.
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, QTimer
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import (
     QFrame,
@@ -51,6 +51,8 @@ class ProseView(QLabel):
 class MessageView(QFrame):
     """One message: who wrote it, a Copy button for the whole of it, and its blocks."""
 
+    edit_requested = Signal(object)  # this view; only questions can be edited
+
     def __init__(self, role: str, text: str = "", code_style: str | None = None) -> None:
         super().__init__()
         self.role = role
@@ -72,6 +74,12 @@ class MessageView(QFrame):
         header.setContentsMargins(0, 0, 0, 0)
         header.addWidget(title)
         header.addStretch(1)
+        if role == "user":
+            self.edit_button = QPushButton("Edit")
+            self.edit_button.setAccessibleName("Edit and resend")
+            self.edit_button.setFlat(True)
+            self.edit_button.clicked.connect(lambda: self.edit_requested.emit(self))
+            header.addWidget(self.edit_button)
         header.addWidget(self.copy_button)
         self.body = QVBoxLayout()
         self.body.setContentsMargins(0, 0, 0, 0)
@@ -180,6 +188,8 @@ class ChatView(QScrollArea):
     scrolled up to read something: then it stays where the user is.
     """
 
+    edit_requested = Signal(int)  # the position of the question to edit
+
     def __init__(self) -> None:
         super().__init__()
         self.setAccessibleName("Conversation")
@@ -202,6 +212,7 @@ class ChatView(QScrollArea):
 
     def add_message(self, role: str, text: str = "") -> MessageView:
         view = MessageView(role, text, self.code_style)
+        view.edit_requested.connect(lambda v: self.edit_requested.emit(self.messages().index(v)))
         self.column.insertWidget(self.column.count() - 1, view)  # above the stretch
         self._follow = True
         return view

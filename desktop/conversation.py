@@ -70,6 +70,12 @@ class OpenConversation(QObject):
         self.store.add_message(self.conversation_id, "user", question)
         self.chat.add_message("user", question)
 
+    def truncate(self, position: int) -> None:
+        """Remove the message at `position` and all after it (to edit and resend)."""
+        if self.conversation_id is not None:
+            self.store.delete_from(self.conversation_id, position)
+        self.chat.remove_from(position)
+
     def drop_last_answer(self) -> bool:
         """Remove the last answer (to ask again); False when the last message is not one."""
         if self.conversation_id is None:

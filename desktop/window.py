@@ -94,6 +94,8 @@ class MainWindow(QMainWindow):
         self.sidebar.conversation_selected.connect(self.open_conversation)
         self.sidebar.conversation_deleted.connect(self._conversation_deleted)
         self.sidebar.message_found.connect(self._show_message)
+        self.chat.edit_requested.connect(self.edit_question)
+        self.editing: int | None = None  # position of the question being edited
         self.prompt = PromptEdit()
         self.prompt.setAccessibleName("Prompt")
         self.prompt.setPlaceholderText(
@@ -278,6 +280,7 @@ class MainWindow(QMainWindow):
             self.worker.stop()
             self.conversation.end_answer("partial")
             self._stream_ended()
+        self.editing = None
         self.conversation.open(conversation_id)
         self.prompt.setFocus()
 
@@ -300,10 +303,22 @@ class MainWindow(QMainWindow):
             return
         self.error.hide()
         self.prompt.clear()
+        if self.editing is not None:  # the edited question replaces itself and what followed
+            self.conversation.truncate(self.editing)
+            self.editing = None
         self.conversation.ask(text)
         self.sidebar.refresh()
         self.sidebar.select(self.conversation.conversation_id)  # a new one is now listed
         self._answer()
+
+    def edit_question(self, position: int) -> None:
+        """Put a sent question back in the prompt box; sending replaces it and later turns."""
+        if self.worker is not None:
+            return
+        self.editing = position
+        self.prompt.setPlainText(self.chat.messages()[position].text())
+        self.prompt.setFocus()
+        self.status.setText("Editing a question: sending replaces it and every later message")
 
     def regenerate(self) -> None:
         """Answer the last question again, replacing the last answer."""

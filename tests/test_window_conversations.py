@@ -204,3 +204,23 @@ def test_export_writes_the_conversation_as_markdown(
     assert "## You\n\nWrite hello world in Rust." in text and win.answer.strip() in text
     assert str(target) in win.status.text()
     win.close()
+
+
+def test_edit_and_resend_replaces_later_turns(qtbot, default_model: Path, store) -> None:
+    win = open_window(qtbot, default_model, store)
+    ask(qtbot, win, "Sort a list in Python.")
+    ask(qtbot, win, "Now in reverse order.")
+    conversation = win.conversation.conversation_id
+    first_question = win.chat.messages()[0]
+    qtbot.mouseClick(first_question.edit_button, Qt.MouseButton.LeftButton)
+    assert win.prompt.toPlainText() == "Sort a list in Python."
+    win.prompt.setPlainText("Sort a list in Rust.")
+    qtbot.keyClick(win.prompt, Qt.Key.Key_Return)
+    with qtbot.waitSignal(win.worker.done, timeout=60_000):
+        pass
+    messages = store.messages(conversation)
+    assert [(m.role, m.content) for m in messages][0] == ("user", "Sort a list in Rust.")
+    assert [m.role for m in messages] == ["user", "assistant"]
+    assert [m.text() for m in win.chat.messages()][0] == "Sort a list in Rust."
+    assert len(win.chat.messages()) == 2
+    win.close()
