@@ -12,7 +12,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import Qt, QTimer
+from PySide6.QtCore import Qt
 from PySide6.QtGui import QCloseEvent, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QApplication,
@@ -27,9 +27,10 @@ from PySide6.QtWidgets import (
 )
 
 from desktop import highlight
+from desktop.answering import Answering
 from desktop.chat_view import ChatView
-from desktop.client import DEFAULT_MAX_TOKENS, ChatStream, GenerationStats, Message
-from desktop.context import FittedContext, TokenCounter, fit_context
+from desktop.client import GenerationStats
+from desktop.context import FittedContext
 from desktop.conversation import OpenConversation
 from desktop.engine import Engine, EngineConfig, RemoteEndpoint
 from desktop.engine_control import EngineControl
@@ -69,10 +70,11 @@ class MainWindow(QMainWindow):
         # Extra request fields on top of the settings' sampling (tests, experiments).
         self.request_options: dict[str, Any] = {}
         self.answer = ""
-        self.worker: StreamWorker | None = None
-        self._retiring: set[StreamWorker] = set()
-        self._counter: TokenCounter | None = None  # used by workers, one at a time
-        self.fitted: FittedContext | None = None
+        self.answering = Answering()
+        self.answering.piece.connect(self._on_piece)
+        self.answering.done.connect(self._on_done)
+        self.answering.failed.connect(self._on_failed)
+        self.fitted: FittedContext | None = None  # what the last answer's prompt held
         self.setWindowTitle(f"Kodcu — {model.name}")
         self.resize(1100, 720)
         self._build()
@@ -273,13 +275,11 @@ class MainWindow(QMainWindow):
     def open_conversation(self, conversation_id: int | None) -> None:
         if conversation_id is not None and conversation_id == self.conversation.conversation_id:
             return
-        if self.worker is not None:
+        if self.answering.busy():
             # The answer in progress stays, stopped, in the conversation it belongs to.
-            for signal_ in (self.worker.piece, self.worker.done, self.worker.failed):
-                signal_.disconnect()
-            self.worker.stop()
+            self.answering.abandon()
             self.conversation.end_answer("partial")
-            self._stream_ended()
+            self._set_busy(engine_ready=self.engine_ready(), streaming=False)
         self.editing = None
         self.conversation.open(conversation_id)
         self.prompt.setFocus()
@@ -357,43 +357,30 @@ class MainWindow(QMainWindow):
         context = self.settings.messages_prefix() + self.conversation.context()
         self.conversation.begin_answer()
         self.answer = ""
-        stream = ChatStream(
+        self.answering.start(
             self.engine_control.base_url,
             self.engine_control.api_key,
             context,
-            extra={**self.settings.request_options(), **self.request_options},
+            self.engine_control.n_ctx,
+            {**self.settings.request_options(), **self.request_options},
         )
-        self.fitted = None
-        self.worker = StreamWorker(stream, fit=self._fit_context)
-        self.worker.context_fitted.connect(self._on_context_fitted)
-        self.worker.piece.connect(self._on_piece)
-        self.worker.done.connect(self._on_done)
-        self.worker.failed.connect(self._on_failed)
         self.status.setText("Answering…")
         self._set_busy(engine_ready=True, streaming=True)
-        self.worker.start()
+
+    @property
+    def worker(self) -> StreamWorker | None:
+        """The answer's worker thread while one streams."""
+        return self.answering.worker
 
     def stop(self) -> None:
-        if self.worker is not None:
-            self.worker.stop()
-
-    def _fit_context(self, messages: list[Message]) -> FittedContext:
-        """Runs in the worker, which may ask the engine to count tokens."""
-        control = self.engine_control
-        if self._counter is None or self._counter.base_url != control.base_url:
-            self._counter = TokenCounter(control.base_url, control.api_key)
-        options = {**self.settings.request_options(), **self.request_options}
-        max_tokens = int(options.get("max_tokens", DEFAULT_MAX_TOKENS))
-        return fit_context(messages, control.n_ctx, max_tokens, self._counter)
-
-    def _on_context_fitted(self, fitted: FittedContext) -> None:
-        self.fitted = fitted
+        self.answering.stop()
 
     def _on_piece(self, text: str) -> None:
         self.answer += text
         self.conversation.add_to_answer(text)
 
-    def _on_done(self, stats: GenerationStats) -> None:
+    def _on_done(self, stats: GenerationStats, fitted: FittedContext | None) -> None:
+        self.fitted = fitted
         self.conversation.end_answer(
             "partial" if stats.finish_reason == "cancelled" else "complete"
         )
@@ -412,44 +399,20 @@ class MainWindow(QMainWindow):
                     "the conversation is longer than the context"
                 )
         self.status.setText(status)
-        self._stream_ended()
+        self._set_busy(engine_ready=self.engine_ready(), streaming=False)
 
     def _on_failed(self, message: str) -> None:
         # Whatever arrived before the failure stays in the conversation.
         self.conversation.end_answer("partial")
         self.status.setText("Answer failed")
         self._show_error(message)
-        self._stream_ended()
-        self.engine_control.check()
-
-    def _stream_ended(self) -> None:
-        """The answer is settled: the user may send again at once.
-
-        The worker is kept referenced until its thread has finished and the
-        signal being delivered now has reached every receiver: dropping the last
-        reference deletes the QThread, and a sender deleted mid-emission never
-        reaches its later receivers.
-        """
-        worker, self.worker = self.worker, None
-        if worker is not None:
-            self._retiring.add(worker)
-
-            def release() -> None:
-                QTimer.singleShot(0, lambda: self._retiring.discard(worker))
-
-            if worker.isRunning():
-                worker.finished.connect(release)
-            else:
-                release()
         self._set_busy(engine_ready=self.engine_ready(), streaming=False)
+        self.engine_control.check()
 
     # -- shutdown ------------------------------------------------------------------
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt's name
-        for worker in [self.worker, *self._retiring]:
-            if worker is not None:
-                worker.stop()
-                worker.wait(5000)
+        self.answering.shutdown()
         self.engine_control.stop()
         self.store.close()
         super().closeEvent(event)
