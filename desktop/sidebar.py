@@ -65,6 +65,9 @@ class ConversationSidebar(QWidget):
 
         self.conversation_list = QListWidget()
         self.conversation_list.setAccessibleName("Conversations")
+        # Long titles end in "…" rather than pushing out a horizontal scroll bar.
+        self.conversation_list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.conversation_list.setTextElideMode(Qt.TextElideMode.ElideRight)
         self.conversation_list.currentItemChanged.connect(self._current_changed)
         self.conversation_list.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.conversation_list.customContextMenuRequested.connect(self._show_context_menu)
