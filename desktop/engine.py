@@ -18,7 +18,6 @@ import contextlib
 import json
 import os
 import queue
-import re
 import secrets
 import signal
 import subprocess
@@ -30,7 +29,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from desktop.model_file import ModelFileError, check_gguf_file
+from desktop.model_file import ModelFileError, check_gguf_file, explain_load_failure
 
 
 class EngineError(RuntimeError):
@@ -90,24 +89,6 @@ def _child_command() -> list[str]:
     if getattr(sys, "frozen", False):
         return [sys.executable, "--engine-child"]
     return [sys.executable, "-m", "desktop.engine_child"]
-
-
-def _explain_load_failure(model: Path, message: str, llama_log: list[str]) -> str:
-    """Turn the child's last words and llama.cpp's errors into one useful sentence."""
-    reasons = []
-    for line in llama_log:
-        # "llama_model_load: error loading model: unknown model architecture: 'x'"
-        reason = re.sub(r"^\w+: (error loading model: )?", "", line.strip())
-        if "error" in line.lower() and reason and reason != "failed to load model":
-            reasons.append(reason)
-    detail = "; ".join(dict.fromkeys(reasons[-3:])) or message or "no reason given"
-    if "unknown model architecture" in detail:
-        hint = "This version of llama.cpp does not support that architecture."
-    elif "not within the file bounds" in detail or "corrupted or incomplete" in detail:
-        hint = "The file looks truncated or damaged: download or copy it again."
-    else:
-        hint = "Check that the file is complete and is a model llama.cpp supports."
-    return f"Could not load the model {model}: {detail}. {hint}"
 
 
 class Engine:
@@ -276,9 +257,8 @@ class Engine:
             if not isinstance(llama_log, list):  # the child died before it could report
                 time.sleep(0.05)  # let the log reader take the child's last lines
                 llama_log = list(self._log)
-            raise EngineError(
-                _explain_load_failure(self.config.model, str(event.get("message", "")), llama_log)
-            )
+            detail, hint = explain_load_failure(llama_log, str(event.get("message", "")))
+            raise EngineError(f"Could not load the model {self.config.model}: {detail}. {hint}")
         self.port = int(event["port"])  # type: ignore[arg-type]
         self.chat_template = str(event.get("chat_template"))
         while time.monotonic() < deadline:

@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
-from desktop.model_file import ModelFileError, check_gguf_file
+from desktop.model_file import ModelFileError, check_gguf_file, explain_load_failure
 
 
 class MetadataError(ModelFileError):
@@ -160,24 +160,6 @@ def info_from_metadata(
     )
 
 
-def _explain(log: list[str], exception: str) -> tuple[str, str]:
-    """llama.cpp's own reason for a failed load, and what the user can do about it."""
-    reasons = []
-    for line in log:
-        # "llama_model_load: error loading model: unknown model architecture: 'x'"
-        reason = re.sub(r"^(?:\w+: |error loading model: )+", "", line.strip())
-        if reason and not reason.startswith("failed to load model"):
-            reasons.append(reason)
-    detail = "; ".join(dict.fromkeys(reasons[-2:])) or exception or "no reason given"
-    if "unknown model architecture" in detail:
-        hint = "This version of llama.cpp does not support that architecture."
-    elif any(word in detail for word in ("file bounds", "incomplete", "failed to read")):
-        hint = "The file looks truncated or damaged: download or copy it again."
-    else:
-        hint = "Check that the file is complete and is a model llama.cpp supports."
-    return f"llama.cpp cannot read it ({detail})", hint
-
-
 def _child_command(path: Path) -> list[str]:
     # A frozen app (PyInstaller) has no `python -m`; it re-enters its own main.
     if getattr(sys, "frozen", False):
@@ -218,7 +200,8 @@ def read_metadata(path: Path, timeout_s: float = 30) -> ModelInfo:
             "The file may be damaged or not a model llama.cpp supports.",
         ) from None
     if "error" in reply:
-        problem, hint = _explain(reply.get("log", []), reply["error"])
+        detail, hint = explain_load_failure(reply.get("log", []), reply["error"])
+        problem = f"llama.cpp cannot read it ({detail})"
         raise MetadataError(path, problem, hint)
     return info_from_metadata(path, file_size, reply["metadata"], reply["quantization"])
 

@@ -7,6 +7,7 @@ engine's child process, where a crash cannot take the app down.
 
 from __future__ import annotations
 
+import re
 import struct
 from pathlib import Path
 
@@ -71,3 +72,27 @@ def check_gguf_file(path: Path) -> None:
             f"{', '.join(map(str, GGUF_VERSIONS))})",
             "Convert the model again with a current llama.cpp.",
         )
+
+
+def explain_load_failure(llama_log: list[str], message: str) -> tuple[str, str]:
+    """llama.cpp's own reason for a failed load, and what the user can do about it.
+
+    `llama_log` holds llama.cpp's warnings and errors from the load; `message`
+    is the Python exception, used when the log gives no reason.
+    """
+    reasons = []
+    for line in llama_log:
+        # "llama_model_load: error loading model: unknown model architecture: 'x'"
+        reason = re.sub(r"^(?:\w+: |error loading model: )+", "", line.strip())
+        lowered = line.lower()
+        failed = "error" in lowered or "failed" in lowered
+        if failed and reason and not reason.startswith("failed to load model"):
+            reasons.append(reason)
+    detail = "; ".join(dict.fromkeys(reasons[-3:])) or message or "no reason given"
+    if "unknown model architecture" in detail:
+        hint = "This version of llama.cpp does not support that architecture."
+    elif any(word in detail for word in ("file bounds", "incomplete", "failed to read")):
+        hint = "The file looks truncated or damaged: download or copy it again."
+    else:
+        hint = "Check that the file is complete and is a model llama.cpp supports."
+    return detail, hint
