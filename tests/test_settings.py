@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from desktop.settings import Settings, load_settings, save_settings, settings_path
+from tests.samples import EVERY_FIELD_CHANGED
 
 MAX_THREADS = (os.cpu_count() or 1) * 2
 
@@ -92,23 +93,7 @@ def test_limits_are_inclusive(name: str, value: object) -> None:
 
 def test_save_then_load_round_trips(tmp_path: Path) -> None:
     path = tmp_path / "settings.json"
-    settings = Settings(
-        system_prompt="Yanıtları Türkçe ver.\nKısa tut.",
-        temperature=0.7,
-        top_p=0.5,
-        max_tokens=1024,
-        repeat_penalty=1.3,
-        context_size=8192,
-        cpu_threads=1,
-        gpu_layers=-1,
-        api_enabled=True,
-        api_host="0.0.0.0",
-        api_port=9000,
-        api_key="secret",
-        remote_url="https://example.com",
-        remote_api_key="remote-secret",
-        theme="dark",
-    )
+    settings = EVERY_FIELD_CHANGED
     save_settings(settings, path)
     loaded, problems = load_settings(path)
     assert problems == []

@@ -20,27 +20,12 @@ from pytestqt.qtbot import QtBot
 
 from desktop.settings import Settings
 from desktop.settings_dialog import ENGINE_NOTE, SettingsDialog
+from tests.samples import EVERY_FIELD_CHANGED
 
 # Push buttons (OK, Cancel) are named by their text; these are the form's inputs.
 INPUT_TYPES = (QAbstractSpinBox, QCheckBox, QComboBox, QLineEdit, QPlainTextEdit)
 
-GIVEN = Settings(
-    system_prompt="Answer in Turkish.",
-    temperature=0.7,
-    top_p=0.5,
-    max_tokens=1024,
-    repeat_penalty=1.3,
-    context_size=8192,
-    cpu_threads=1,
-    gpu_layers=-1,
-    api_enabled=True,
-    api_host="0.0.0.0",
-    api_port=9000,
-    api_key="local-key",
-    remote_url="https://example.com",
-    remote_api_key="remote-key",
-    theme="dark",
-)
+GIVEN = EVERY_FIELD_CHANGED
 
 
 def make_dialog(qtbot: QtBot, settings: Settings) -> SettingsDialog:
@@ -57,7 +42,7 @@ def click_ok(qtbot: QtBot, dialog: SettingsDialog) -> None:
 
 def test_dialog_shows_the_given_values(qtbot: QtBot) -> None:
     dialog = make_dialog(qtbot, GIVEN)
-    assert dialog.system_prompt.toPlainText() == "Answer in Turkish."
+    assert dialog.system_prompt.toPlainText() == "Yanıtları Türkçe ver.\nKısa tut."
     assert dialog.temperature.value() == 0.7
     assert dialog.max_tokens.value() == 1024
     assert dialog.gpu_layers.text() == "All"
