@@ -45,6 +45,12 @@ from desktop.theme import apply_theme
 from desktop.workers import StreamWorker
 
 
+def _button(text: str, accessible_name: str) -> QPushButton:
+    button = QPushButton(text)
+    button.setAccessibleName(accessible_name)
+    return button
+
+
 class MainWindow(QMainWindow):
     def __init__(
         self, model: Path, n_threads: int | None = None, store: ConversationStore | None = None
@@ -104,20 +110,13 @@ class MainWindow(QMainWindow):
             "Ask a coding question… (Enter sends, Shift+Enter for a new line)"
         )
         self.prompt.setFixedHeight(96)
-        self.send_button = QPushButton("Send")
-        self.send_button.setAccessibleName("Send")
-        self.stop_button = QPushButton("Stop")
-        self.stop_button.setAccessibleName("Stop")
-        self.regenerate_button = QPushButton("Regenerate")
-        self.regenerate_button.setAccessibleName("Regenerate")
-        self.export_button = QPushButton("Export…")
-        self.export_button.setAccessibleName("Export conversation")
-        self.models_button = QPushButton("Models…")
-        self.models_button.setAccessibleName("Models")
-        self.settings_button = QPushButton("Settings…")
-        self.settings_button.setAccessibleName("Settings")
-        self.restart_button = QPushButton("Restart engine")
-        self.restart_button.setAccessibleName("Restart engine")
+        self.send_button = _button("Send", "Send")
+        self.stop_button = _button("Stop", "Stop")
+        self.regenerate_button = _button("Regenerate", "Regenerate")
+        self.export_button = _button("Export…", "Export conversation")
+        self.models_button = _button("Models…", "Models")
+        self.settings_button = _button("Settings…", "Settings")
+        self.restart_button = _button("Restart engine", "Restart engine")
         self.status = QLabel()
         self.status.setAccessibleName("Status")
         self.error = QLabel()
