@@ -13,8 +13,7 @@ from PySide6.QtGui import QColor, QGuiApplication, QPalette
 from PySide6.QtWidgets import QApplication
 
 from desktop.highlight import DARK_STYLE, LIGHT_STYLE
-
-THEMES = ("system", "light", "dark")
+from desktop.settings import THEMES
 
 Role = QPalette.ColorRole
 # Fusion's dark look: (role, colour). Disabled text is dimmed separately.
