@@ -70,13 +70,11 @@ def _error_message(status: int, body: bytes) -> str:
     return f"The server answered HTTP {status}: {detail}"
 
 
-def count_tokens(base_url: str, api_key: str | None, text: str, timeout_s: float = 10.0) -> int:
-    """Tokens in `text` by the server's own tokenizer (llama-cpp-python's /extras route).
-
-    Other OpenAI-compatible servers have no such route; callers fall back to an
-    estimate when this raises ApiError.
-    """
-    url = urlsplit(base_url.rstrip("/").removesuffix("/v1"))
+def _open(
+    base_url: str, api_key: str | None, timeout_s: float
+) -> tuple[http.client.HTTPConnection, str, dict[str, str]]:
+    """A connection to the server of `base_url`, its path, and the JSON and key headers."""
+    url = urlsplit(base_url)
     connection_class = (
         http.client.HTTPSConnection if url.scheme == "https" else http.client.HTTPConnection
     )
@@ -84,10 +82,19 @@ def count_tokens(base_url: str, api_key: str | None, text: str, timeout_s: float
     headers = {"Content-Type": "application/json"}
     if api_key:
         headers["Authorization"] = f"Bearer {api_key}"
+    return conn, url.path, headers
+
+
+def count_tokens(base_url: str, api_key: str | None, text: str, timeout_s: float = 10.0) -> int:
+    """Tokens in `text` by the server's own tokenizer (llama-cpp-python's /extras route).
+
+    Other OpenAI-compatible servers have no such route; callers fall back to an
+    estimate when this raises ApiError.
+    """
+    # The route sits beside the OpenAI API root, not under it.
+    conn, path, headers = _open(base_url.rstrip("/").removesuffix("/v1"), api_key, timeout_s)
     try:
-        conn.request(
-            "POST", url.path + "/extras/tokenize/count", json.dumps({"input": text}), headers
-        )
+        conn.request("POST", path + "/extras/tokenize/count", json.dumps({"input": text}), headers)
         response = conn.getresponse()
         body = response.read()
     except OSError as exc:
@@ -143,21 +150,15 @@ class ChatStream:
         return self._cancelled.is_set()
 
     def __iter__(self) -> Iterator[str]:
-        url = urlsplit(self.base_url)
-        connection_class = (
-            http.client.HTTPSConnection if url.scheme == "https" else http.client.HTTPConnection
-        )
-        headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
-        if self.api_key:
-            headers["Authorization"] = f"Bearer {self.api_key}"
         start = time.perf_counter()
-        conn = connection_class(url.hostname or "127.0.0.1", url.port, timeout=self.timeout_s)
+        conn, path, headers = _open(self.base_url, self.api_key, self.timeout_s)
+        headers["Accept"] = "text/event-stream"
         self._conn = conn
         try:
             if self._cancelled.is_set():
                 return
             try:
-                conn.request("POST", url.path + "/chat/completions", json.dumps(self.body), headers)
+                conn.request("POST", path + "/chat/completions", json.dumps(self.body), headers)
                 response = conn.getresponse()
             except OSError as exc:
                 if self._cancelled.is_set():
