@@ -28,6 +28,12 @@ ALPACA_PREAMBLE = (
     "Write a response that appropriately completes the request."
 )
 
+# The original system's second variant, for rows whose `input` gives context.
+ALPACA_INPUT_PREAMBLE = (
+    "Below is an instruction that describes a task, paired with an input that provides "
+    "further context. Write a response that appropriately completes the request."
+)
+
 # `bos_token`, `eos_token` and `add_generation_prompt` are the standard
 # chat-template variables (transformers and llama.cpp both pass them). The BOS
 # token is written by the template, as in most Hugging Face templates, so the
@@ -54,3 +60,24 @@ ALPACA_CHAT_TEMPLATE = (
 # A base model that was never tuned on this format runs on into the next
 # "instruction" of its own; these strings end the answer there.
 ALPACA_STOP_STRINGS = ["\n### Instruction:", "\n### Response:", "\n### Input:"]
+
+
+def alpaca_messages(instruction: str, input: str = "", output: str | None = None) -> list[dict]:
+    """One Alpaca row as chat messages that the template above renders in Alpaca's layout.
+
+    A row without `input` uses the template's own preamble. A row with one gets the
+    second preamble as a system message and its input under `### Input:`, so both of
+    the original system's prompt variants come out of the one template, and training
+    (which renders rows through the tokenizer's chat template) and inference (which
+    renders chats through the GGUF's) see the same text.
+    """
+    if input.strip():
+        messages = [
+            {"role": "system", "content": ALPACA_INPUT_PREAMBLE},
+            {"role": "user", "content": f"{instruction}\n\n### Input:\n{input}"},
+        ]
+    else:
+        messages = [{"role": "user", "content": instruction}]
+    if output is not None:
+        messages.append({"role": "assistant", "content": output})
+    return messages

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
-from kodcu.prompt import ALPACA_CHAT_TEMPLATE, ALPACA_PREAMBLE
+from kodcu.prompt import (
+    ALPACA_CHAT_TEMPLATE,
+    ALPACA_INPUT_PREAMBLE,
+    ALPACA_PREAMBLE,
+    alpaca_messages,
+)
 
 
 def render(messages: list[dict[str, str]]) -> str:
@@ -44,3 +49,16 @@ def test_tokenizer_without_bos_gets_no_literal_none() -> None:
     formatter = Jinja2ChatFormatter(ALPACA_CHAT_TEMPLATE, eos_token="</s>", bos_token="")
     prompt = formatter(messages=[{"role": "user", "content": "x"}]).prompt
     assert prompt.startswith(ALPACA_PREAMBLE)
+
+
+def test_both_alpaca_variants_come_out_of_the_one_template() -> None:
+    plain = render(alpaca_messages("Sort a list.", "", "sorted(xs)"))
+    assert plain == (
+        f"<bos>{ALPACA_PREAMBLE}\n\n### Instruction:\nSort a list."
+        "\n\n### Response:\nsorted(xs)<eos>"
+    )
+    with_input = render(alpaca_messages("Sum these.", "1 2 3"))
+    assert with_input == (
+        f"<bos>{ALPACA_INPUT_PREAMBLE}\n\n### Instruction:\nSum these.\n\n### Input:\n1 2 3"
+        "\n\n### Response:\n"
+    )
