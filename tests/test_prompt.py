@@ -12,9 +12,14 @@ from kodcu.prompt import (
 )
 
 
-def render(messages: list[dict[str, str]]) -> str:
+def render(messages: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
     # The same renderer the engine uses for a GGUF without a template.
-    formatter = Jinja2ChatFormatter(ALPACA_CHAT_TEMPLATE, eos_token="<eos>", bos_token="<bos>")
+    formatter = Jinja2ChatFormatter(
+        ALPACA_CHAT_TEMPLATE,
+        eos_token="<eos>",
+        bos_token="<bos>",
+        add_generation_prompt=add_generation_prompt,
+    )
     return formatter(messages=messages).prompt
 
 
@@ -52,7 +57,7 @@ def test_tokenizer_without_bos_gets_no_literal_none() -> None:
 
 
 def test_both_alpaca_variants_come_out_of_the_one_template() -> None:
-    plain = render(alpaca_messages("Sort a list.", "", "sorted(xs)"))
+    plain = render(alpaca_messages("Sort a list.", "", "sorted(xs)"), add_generation_prompt=False)
     assert plain == (
         f"<bos>{ALPACA_PREAMBLE}\n\n### Instruction:\nSort a list."
         "\n\n### Response:\nsorted(xs)<eos>"
