@@ -49,7 +49,7 @@ class OpenConversation(QObject):
         for message in self.store.messages(conversation_id):
             view = self.chat.add_message(message.role, message.content)
             if message.status != "complete":
-                view.setToolTip("This answer was stopped before the end.")
+                view.setToolTip("This answer was cut off; Continue goes on from its end.")
 
     def context(self) -> list[Message]:
         """The conversation so far, as the model sees it (partial answers included)."""
@@ -86,6 +86,27 @@ class OpenConversation(QObject):
         self.store.delete_from(self.conversation_id, messages[-1].position)
         self.chat.remove_from(len(messages) - 1)
         return True
+
+    def unfinished_answer(self) -> bool:
+        """Whether the conversation ends with an answer that was cut off or stopped."""
+        if self.conversation_id is None:
+            return False
+        messages = self.store.messages(self.conversation_id)
+        return (
+            bool(messages)
+            and messages[-1].role == "assistant"
+            and (messages[-1].status == "partial")
+        )
+
+    def resume_answer(self) -> None:
+        """Open the last, unfinished answer again so that more text streams onto its end."""
+        assert self.unfinished_answer() and self.conversation_id is not None
+        last = self.store.messages(self.conversation_id)[-1]
+        self._answer_id = last.id
+        # A fresh view streams on from the saved text; the settled one is replaced.
+        self.chat.remove_from(len(self.chat.messages()) - 1)
+        self._answer_view = self.chat.add_message("assistant")
+        self._answer_view.append(last.content)
 
     def begin_answer(self) -> None:
         assert self.conversation_id is not None, "ask() comes first"

@@ -85,28 +85,37 @@ def _report(protocol: TextIO, event: dict[str, Any]) -> None:
     protocol.flush()
 
 
-def alpaca_chat_handler(llama: Any) -> Any:
-    """A chat handler that lays conversations out in Kodcu's Alpaca template."""
+def chat_handler(llama: Any, template: str, stop_strings: list[str]) -> Any:
+    """A chat handler for `template` that can also continue an unfinished answer.
+
+    When the last message is the assistant's, its text is not closed as a turn:
+    the prompt ends with it, so the model goes on from where the answer was cut
+    off ("assistant prefill", as llama.cpp's own server does). The response then
+    holds only the new text.
+    """
     from llama_cpp.llama_chat_format import (
         Jinja2ChatFormatter,
         chat_formatter_to_chat_completion_handler,
     )
 
-    from kodcu.prompt import ALPACA_CHAT_TEMPLATE, ALPACA_STOP_STRINGS
-
     eos_id, bos_id = llama.token_eos(), llama.token_bos()
     eos = llama._model.token_get_text(eos_id) if eos_id != -1 else ""
     bos = llama._model.token_get_text(bos_id) if bos_id != -1 else ""
     formatter = Jinja2ChatFormatter(
-        template=ALPACA_CHAT_TEMPLATE, eos_token=eos, bos_token=bos, stop_token_ids=[eos_id]
+        template=template, eos_token=eos, bos_token=bos, stop_token_ids=[eos_id]
     )
 
-    def format_alpaca(**kwargs: Any) -> Any:
-        response = formatter(**kwargs)
-        response.stop = [eos, *ALPACA_STOP_STRINGS] if eos else list(ALPACA_STOP_STRINGS)
+    def format_chat(*, messages: list[dict[str, Any]], **kwargs: Any) -> Any:
+        prefill = ""
+        if messages and messages[-1].get("role") == "assistant":
+            prefill = messages[-1].get("content") or ""
+            messages = messages[:-1]
+        response = formatter(messages=messages, **kwargs)
+        response.prompt += prefill
+        response.stop = [eos, *stop_strings] if eos else list(stop_strings)
         return response
 
-    return chat_formatter_to_chat_completion_handler(format_alpaca)
+    return chat_formatter_to_chat_completion_handler(format_chat)
 
 
 def _create_app(settings: dict[str, Any]) -> tuple[Any, str]:
@@ -131,10 +140,16 @@ def _create_app(settings: dict[str, Any]) -> tuple[Any, str]:
     )
     app = server_app.create_app(server_settings=server_settings, model_settings=[model_settings])
     llama = server_app._llama_proxy._current_model
-    if "tokenizer.chat_template" in llama.metadata:
+    # A chat handler takes precedence over llama-cpp-python's own choice (a built-in
+    # format it guesses from the template, or its fallback, Llama 2's format). The
+    # model's own template is used as written; a model without one gets Alpaca's.
+    from kodcu.prompt import ALPACA_CHAT_TEMPLATE, ALPACA_STOP_STRINGS
+
+    template = llama.metadata.get("tokenizer.chat_template")
+    if template:
+        llama.chat_handler = chat_handler(llama, template, [])
         return app, "gguf"
-    # A chat handler takes precedence over llama-cpp-python's guessed format.
-    llama.chat_handler = alpaca_chat_handler(llama)
+    llama.chat_handler = chat_handler(llama, ALPACA_CHAT_TEMPLATE, ALPACA_STOP_STRINGS)
     return app, "alpaca"
 
 

@@ -113,6 +113,7 @@ class MainWindow(QMainWindow):
         self.send_button = _button("Send", "Send")
         self.stop_button = _button("Stop", "Stop")
         self.regenerate_button = _button("Regenerate", "Regenerate")
+        self.continue_button = _button("Continue", "Continue the answer")
         self.export_button = _button("Export…", "Export conversation")
         self.models_button = _button("Models…", "Models")
         self.settings_button = _button("Settings…", "Settings")
@@ -131,6 +132,7 @@ class MainWindow(QMainWindow):
         buttons.addWidget(self.settings_button)
         buttons.addWidget(self.restart_button)
         buttons.addWidget(self.export_button)
+        buttons.addWidget(self.continue_button)
         buttons.addWidget(self.regenerate_button)
         buttons.addWidget(self.stop_button)
         buttons.addWidget(self.send_button)
@@ -154,6 +156,7 @@ class MainWindow(QMainWindow):
         self.settings_button.clicked.connect(self.open_settings)
         self.models_button.clicked.connect(self.open_models)
         self.regenerate_button.clicked.connect(self.regenerate)
+        self.continue_button.clicked.connect(self.continue_answer)
         self.export_button.clicked.connect(self.export)
         self.prompt.submitted.connect(self.send)
         QShortcut(QKeySequence(Qt.Key.Key_Escape), self, activated=self.stop)
@@ -172,6 +175,14 @@ class MainWindow(QMainWindow):
     def _set_busy(self, *, engine_ready: bool, streaming: bool) -> None:
         self.send_button.setEnabled(engine_ready and not streaming)
         self.regenerate_button.setEnabled(engine_ready and not streaming)
+        # Going on from a cut-off answer needs a server that continues a final
+        # assistant message; Kodcu's engine does, an arbitrary remote one may not.
+        self.continue_button.setEnabled(
+            engine_ready
+            and not streaming
+            and self.engine_control.remote is None
+            and self.conversation.unfinished_answer()
+        )
         self.stop_button.setEnabled(streaming)
         self.restart_button.setVisible(
             not engine_ready and not streaming and not self.engine_control.is_starting()
@@ -281,6 +292,7 @@ class MainWindow(QMainWindow):
             self._set_busy(engine_ready=self.engine_ready(), streaming=False)
         self.editing = None
         self.conversation.open(conversation_id)
+        self._set_busy(engine_ready=self.engine_ready(), streaming=False)
         self.prompt.setFocus()
 
     def _conversation_deleted(self, conversation_id: int) -> None:
@@ -327,6 +339,13 @@ class MainWindow(QMainWindow):
             self.error.hide()
             self._answer()
 
+    def continue_answer(self) -> None:
+        """Go on with the last answer from where it was cut off or stopped."""
+        if not self.continue_button.isEnabled():
+            return
+        self.error.hide()
+        self._answer(resume=True)
+
     def export(self) -> None:
         """Save the open conversation as a Markdown file the user picks."""
         conversation_id = self.conversation.conversation_id
@@ -351,10 +370,13 @@ class MainWindow(QMainWindow):
         )
         return Path(chosen) if chosen else None
 
-    def _answer(self) -> None:
-        """Stream an answer to the conversation as it stands."""
+    def _answer(self, resume: bool = False) -> None:
+        """Stream an answer to the conversation as it stands (`resume`: add to the last one)."""
         context = self.settings.messages_prefix() + self.conversation.context()
-        self.conversation.begin_answer()
+        if resume:
+            self.conversation.resume_answer()
+        else:
+            self.conversation.begin_answer()
         self.answer = ""
         self.answering.start(
             self.engine_control.base_url,
@@ -380,13 +402,15 @@ class MainWindow(QMainWindow):
 
     def _on_done(self, stats: GenerationStats, fitted: FittedContext | None) -> None:
         self.fitted = fitted
-        self.conversation.end_answer(
-            "partial" if stats.finish_reason == "cancelled" else "complete"
-        )
+        # An answer stopped by the user or by the token limit can be continued.
+        cut_off = stats.finish_reason in ("cancelled", "length")
+        self.conversation.end_answer("partial" if cut_off else "complete")
         self.sidebar.refresh()
         ttft = (stats.time_to_first_token_s or 0) * 1000
         speed = f"{stats.tokens_per_s:.1f} tokens/s" if stats.tokens_per_s else "—"
-        ending = " (stopped)" if stats.finish_reason == "cancelled" else ""
+        ending = {"cancelled": " (stopped)", "length": " (token limit reached)"}.get(
+            stats.finish_reason or "", ""
+        )
         status = f"First token {ttft:.0f} ms · {speed}{ending}"
         if self.fitted is not None:
             used = self.fitted.prompt_tokens + stats.tokens

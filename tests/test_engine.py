@@ -208,3 +208,21 @@ def post_chat(engine: Engine, body: dict) -> dict:
     )
     with urllib.request.urlopen(request, timeout=60) as response:
         return json.loads(response.read())
+
+
+def test_an_answer_cut_off_goes_on_where_it_stopped(engine: Engine) -> None:
+    # When the last message is the unfinished answer, the prompt ends with its text
+    # (no end of turn, no new "### Response:"), and only new text comes back.
+    body = {"messages": QUESTION, "max_tokens": 20, "temperature": 0}
+    cut = post_chat(engine, body)
+    first = cut["choices"][0]["message"]["content"]
+    assert cut["choices"][0]["finish_reason"] == "length"
+    continued = post_chat(
+        engine, {**body, "messages": [*QUESTION, {"role": "assistant", "content": first}]}
+    )
+    rest = continued["choices"][0]["message"]["content"]
+    assert rest.strip() and not rest.startswith(first[:10]), "a continuation, not a new answer"
+    # The prompt grew by the cut-off answer's own tokens (about 20; re-tokenising
+    # may merge or split one at the edge) and by nothing else.
+    grown = continued["usage"]["prompt_tokens"] - cut["usage"]["prompt_tokens"]
+    assert 18 <= grown <= 21, grown

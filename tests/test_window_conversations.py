@@ -36,22 +36,25 @@ def open_window(qtbot, model: Path, store: ConversationStore) -> MainWindow:
     return win
 
 
-def ask(qtbot, win: MainWindow, text: str) -> None:
+def ask(qtbot, win: MainWindow, text: str):
     win.prompt.setPlainText(text)
     qtbot.keyClick(win.prompt, Qt.Key.Key_Return)
-    with qtbot.waitSignal(win.worker.done, timeout=60_000):
+    with qtbot.waitSignal(win.worker.done, timeout=60_000) as blocker:
         pass
+    return blocker.args[0]  # GenerationStats
 
 
 def test_answers_are_saved_and_listed(qtbot, default_model: Path, store) -> None:
     win = open_window(qtbot, default_model, store)
-    ask(qtbot, win, "Write a Python function that reverses a string.\nKeep it short.")
+    stats = ask(qtbot, win, "Write a Python function that reverses a string.\nKeep it short.")
     [conversation] = store.conversations()
     assert conversation.title == "Write a Python function that reverses a string."
     messages = store.messages(conversation.id)
+    # An answer that ran into max_tokens is kept as unfinished, to be continued.
+    answer_status = "partial" if stats.finish_reason == "length" else "complete"
     assert [(m.role, m.status) for m in messages] == [
         ("user", "complete"),
-        ("assistant", "complete"),
+        ("assistant", answer_status),
     ]
     assert messages[1].content == win.answer
     assert win.sidebar.conversation_list.item(0).text() == conversation.title
@@ -188,6 +191,33 @@ def test_regenerate_replaces_the_last_answer(qtbot, default_model: Path, store) 
     assert messages[1].created_at > first_answer.created_at, "a new answer replaced the old"
     assert messages[1].content == win.answer
     assert len(win.chat.messages()) == 2
+    win.close()
+
+
+def test_continue_goes_on_with_a_cut_off_answer(qtbot, default_model: Path, store) -> None:
+    win = open_window(qtbot, default_model, store)
+    win.request_options = {**ENDLESS, "max_tokens": 16, "temperature": 0}
+    assert not win.continue_button.isEnabled()
+    stats = ask(qtbot, win, "Write a Python function that adds two numbers.")
+    assert stats.finish_reason == "length"
+    assert "token limit reached" in win.status.text()
+    conversation = win.conversation.conversation_id
+    [_, cut] = store.messages(conversation)
+    assert cut.status == "partial" and cut.content
+    qtbot.waitUntil(win.continue_button.isEnabled, timeout=5_000)
+    qtbot.mouseClick(win.continue_button, Qt.MouseButton.LeftButton)
+    with qtbot.waitSignal(win.worker.done, timeout=60_000):
+        pass
+    [_, answer] = store.messages(conversation)
+    assert answer.content.startswith(cut.content), "the same answer, longer"
+    assert answer.content == cut.content + win.answer and win.answer.strip()
+    assert len(win.chat.messages()) == 2
+    assert win.chat.messages()[1].text() == answer.content
+    # Reopened later, the conversation still offers to continue it.
+    win.open_conversation(None)
+    assert not win.continue_button.isEnabled()
+    win.open_conversation(conversation)
+    assert win.continue_button.isEnabled()
     win.close()
 
 
