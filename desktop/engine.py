@@ -29,7 +29,12 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from desktop.model_file import ModelFileError, check_gguf_file, explain_load_failure
+from desktop.model_file import (
+    ModelFileError,
+    check_adapter_file,
+    check_gguf_file,
+    explain_load_failure,
+)
 
 
 class EngineError(RuntimeError):
@@ -112,6 +117,8 @@ class Engine:
                 return
             try:
                 check_gguf_file(self.config.model)
+                if self.config.lora_path is not None:
+                    check_adapter_file(self.config.lora_path, self.config.model)
             except ModelFileError as exc:
                 raise EngineError(str(exc)) from exc
             self._spawn()

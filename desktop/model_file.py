@@ -74,6 +74,34 @@ def check_gguf_file(path: Path) -> None:
         )
 
 
+def check_adapter_file(adapter: Path, model: Path) -> None:
+    """Raise ModelFileError unless `adapter` is a GGUF LoRA adapter for `model`'s architecture.
+
+    llama.cpp refuses a mismatched adapter, but llama-cpp-python carries on with it
+    and the engine crashes on the first answer; so the check happens here first.
+    """
+    from desktop.gguf_header import GGUFHeaderError, read_gguf_header
+
+    choose = "Choose a LoRA adapter in GGUF form (kodcu-convert --lora-gguf makes one)."
+    check_gguf_file(adapter)
+    try:
+        metadata = read_gguf_header(adapter).metadata
+        model_architecture = read_gguf_header(model).metadata.get("general.architecture")
+    except (GGUFHeaderError, OSError) as exc:
+        raise ModelFileError(adapter, str(exc), choose) from exc
+    if metadata.get("general.type") != "adapter" or metadata.get("adapter.type") != "lora":
+        kind = metadata.get("general.type") or "model"
+        raise ModelFileError(adapter, f"this is a {kind} file, not a LoRA adapter", choose)
+    architecture = metadata.get("general.architecture")
+    if architecture != model_architecture:
+        raise ModelFileError(
+            adapter,
+            f"this adapter was made for {architecture} models, and {model.name} is a "
+            f"{model_architecture} model",
+            "Choose an adapter trained on this model, or the model it was trained on.",
+        )
+
+
 def explain_load_failure(llama_log: list[str], message: str) -> tuple[str, str]:
     """llama.cpp's own reason for a failed load, and what the user can do about it.
 

@@ -6,6 +6,8 @@ import os
 import struct
 from pathlib import Path
 
+from desktop.gguf_header import read_gguf_header
+
 GGUF_TYPE_UINT32 = 4
 GGUF_TYPE_STRING = 8
 
@@ -53,24 +55,6 @@ def text_file(path: Path) -> Path:
 
 # -- adding a metadata key to a real model -----------------------------------------
 
-# Sizes of GGUF's fixed-width value types, by type id (8 string and 9 array vary).
-_FIXED_SIZES = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
-
-
-def _skip_value(data: bytes, pos: int, value_type: int) -> int:
-    if value_type in _FIXED_SIZES:
-        return pos + _FIXED_SIZES[value_type]
-    if value_type == GGUF_TYPE_STRING:
-        (length,) = struct.unpack_from("<Q", data, pos)
-        return pos + 8 + length
-    item_type, count = struct.unpack_from("<IQ", data, pos)  # an array
-    pos += 12
-    if item_type in _FIXED_SIZES:
-        return pos + count * _FIXED_SIZES[item_type]
-    for _ in range(count):
-        pos = _skip_value(data, pos, item_type)
-    return pos
-
 
 def with_metadata_string(model: Path, path: Path, key: str, value: str) -> Path:
     """Copy `model` with one more string key/value (say, a chat template) in its metadata.
@@ -78,24 +62,77 @@ def with_metadata_string(model: Path, path: Path, key: str, value: str) -> Path:
     Tensor data offsets are relative to the data section, so the copy only has
     to re-pad the data section to the file's alignment.
     """
+    header = read_gguf_header(model)
     data = model.read_bytes()
-    version, n_tensors, n_kv = struct.unpack_from("<IQQ", data, 4)
-    pos = 24
-    for _ in range(n_kv):
-        (key_length,) = struct.unpack_from("<Q", data, pos)
-        pos += 8 + key_length
-        (value_type,) = struct.unpack_from("<I", data, pos)
-        pos = _skip_value(data, pos + 4, value_type)
-    kv_end = pos
-    for _ in range(n_tensors):
-        (name_length,) = struct.unpack_from("<Q", data, pos)
-        pos += 8 + name_length
-        (n_dims,) = struct.unpack_from("<I", data, pos)
-        pos += 4 + 8 * n_dims + 4 + 8  # dims, type, offset
     alignment = 32  # GGUF's default; the default model does not set general.alignment
-    data_start = pos + (-pos % alignment)
-    head = b"GGUF" + struct.pack("<IQQ", version, n_tensors, n_kv + 1)
+    data_start = header.tensor_table_end + (-header.tensor_table_end % alignment)
+    n_tensors, n_kv = len(header.tensors), len(header.metadata)
+    head = b"GGUF" + struct.pack("<IQQ", header.version, n_tensors, n_kv + 1)
     new_kv = _string(key) + struct.pack("<I", GGUF_TYPE_STRING) + _string(value)
-    before_data = head + data[24:kv_end] + new_kv + data[kv_end:pos]
+    before_data = (
+        head
+        + data[24 : header.metadata_end]
+        + new_kv
+        + data[header.metadata_end : header.tensor_table_end]
+    )
     path.write_bytes(before_data + bytes(-len(before_data) % alignment) + data[data_start:])
     return path
+
+
+# -- a LoRA adapter for a real model -----------------------------------------------
+
+GGUF_TYPE_FLOAT32 = 6
+GGML_TYPE_F32 = 0
+
+
+def write_lora_gguf(
+    path: Path,
+    architecture: str,
+    tensors: dict[str, tuple[bytes, bytes, int, int, int]],
+    alpha: float,
+) -> Path:
+    """A GGUF LoRA adapter as llama.cpp reads it.
+
+    `tensors` maps a base weight's name to (A as float32 bytes, B as float32 bytes,
+    rank, input size, output size). llama.cpp wants A with ne = [input, rank] and
+    B with ne = [rank, output], named "<weight>.lora_a" and "<weight>.lora_b".
+    """
+    metadata: list[bytes] = []
+
+    def add_string(key: str, value: str) -> None:
+        metadata.append(_string(key) + struct.pack("<I", GGUF_TYPE_STRING) + _string(value))
+
+    add_string("general.architecture", architecture)
+    add_string("general.type", "adapter")
+    add_string("adapter.type", "lora")
+    metadata.append(_string("adapter.lora.alpha") + struct.pack("<If", GGUF_TYPE_FLOAT32, alpha))
+    infos, blobs, offset = b"", [], 0
+    for name, (a, b, rank, n_in, n_out) in tensors.items():
+        for suffix, data, dims in ((".lora_a", a, (n_in, rank)), (".lora_b", b, (rank, n_out))):
+            assert len(data) == 4 * dims[0] * dims[1], f"{name}{suffix}: wrong size"
+            infos += _string(name + suffix) + struct.pack("<I2QIQ", 2, *dims, GGML_TYPE_F32, offset)
+            padded = data + bytes(-len(data) % 32)
+            blobs.append(padded)
+            offset += len(padded)
+    head = b"GGUF" + struct.pack("<IQQ", 3, 2 * len(tensors), len(metadata))
+    before_data = head + b"".join(metadata) + infos
+    path.write_bytes(before_data + bytes(-len(before_data) % 32) + b"".join(blobs))
+    return path
+
+
+def random_lora(model: Path, path: Path, scale: float = 0.05, rank: int = 4, seed: int = 0) -> Path:
+    """A LoRA adapter for `model` (the default Gemma 3) over every block's FFN output.
+
+    scale 0 gives B = 0: an adapter that changes nothing, as a fresh PEFT adapter is.
+    """
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    tensors = {}
+    for name, dims in read_gguf_header(model).tensors.items():
+        if name.endswith("ffn_down.weight"):
+            n_in, n_out = dims
+            a = rng.standard_normal((rank, n_in), dtype=np.float32)  # numpy order: ne reversed
+            b = scale * rng.standard_normal((n_out, rank), dtype=np.float32)
+            tensors[name] = (a.tobytes(), b.tobytes(), rank, n_in, n_out)
+    return write_lora_gguf(path, "gemma3", tensors, alpha=float(rank))
