@@ -107,3 +107,23 @@ class Answering(QObject):
             worker.finished.connect(release)
         else:
             release()
+
+
+def answer_status(stats: GenerationStats, fitted: FittedContext | None, n_ctx: int) -> str:
+    """The status line after an answer: speed, how it ended, and what the context held."""
+    ttft = (stats.time_to_first_token_s or 0) * 1000
+    speed = f"{stats.tokens_per_s:.1f} tokens/s" if stats.tokens_per_s else "—"
+    ending = {"cancelled": " (stopped)", "length": " (token limit reached)"}.get(
+        stats.finish_reason or "", ""
+    )
+    status = f"First token {ttft:.0f} ms · {speed}{ending}"
+    if fitted is not None:
+        used = fitted.prompt_tokens + stats.tokens
+        status += f" · context {used:,} / {n_ctx:,} tokens"
+        if fitted.left_out:
+            # Never silently: say that the model did not see the oldest turns.
+            status += (
+                f" · {fitted.left_out} earliest message(s) left out: "
+                "the conversation is longer than the context"
+            )
+    return status

@@ -9,7 +9,10 @@ at the end of the answer; a kill loses at most that much of a partial answer.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from PySide6.QtCore import QObject, QTimer
+from PySide6.QtWidgets import QFileDialog, QWidget
 
 from desktop.chat_view import ChatView, MessageView
 from desktop.client import Message
@@ -18,6 +21,16 @@ from desktop.store import ConversationStore, Status
 
 SAVE_INTERVAL_MS = 500
 TITLE_LENGTH = 60
+
+
+def ask_export_path(parent: QWidget, title: str) -> Path | None:
+    """Ask where to export a conversation, suggesting a file named after its title."""
+    safe = "".join(c if c.isalnum() or c in " -_" else "_" for c in title).strip()
+    suggested = str(Path.home() / f"{safe or 'conversation'}.md")
+    chosen, _ = QFileDialog.getSaveFileName(
+        parent, "Export conversation", suggested, "Markdown (*.md)"
+    )
+    return Path(chosen) if chosen else None
 
 
 def title_from(question: str) -> str:

@@ -25,6 +25,7 @@ class EngineControl(QObject):
         self.remote = remote
         self.engine: Engine | None = None
         self.starter: EngineStarter | None = None
+        self._starting: EngineConfig | None = None  # what the starter is starting
         self.health = QTimer(self, interval=1000)
         self.health.timeout.connect(self.check)
 
@@ -56,7 +57,10 @@ class EngineControl(QObject):
         return self.remote.n_ctx if self.remote is not None else self.config.n_ctx
 
     def description(self) -> str:
-        return self.remote.url if self.remote is not None else self.config.model.name
+        if self.remote is not None:
+            return self.remote.url
+        adapter = self.config.lora_path
+        return self.config.model.name + (f" + {adapter.name}" if adapter else "")
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -68,7 +72,7 @@ class EngineControl(QObject):
         if self.remote is not None:
             QTimer.singleShot(0, self.ready.emit)
             return
-        config = self.config
+        config = self._starting = self.config
         self.starter = EngineStarter(lambda: Engine(config))
         self.starter.failed.connect(self._note_failure)
         # Report only once the starter's thread is over, so that listeners see
@@ -101,6 +105,12 @@ class EngineControl(QObject):
     def _starter_finished(self) -> None:
         starter, self.starter = self.starter, None
         assert starter is not None
+        if (self.config, self.remote) != (self._starting, None):
+            # Reconfigured while starting (say, another conversation's model was
+            # opened): what just started is stale, so start what is asked for now.
+            self.engine = starter.engine
+            self.start()
+            return
         if self._failure is not None:
             self.failed.emit(self._failure)
             return

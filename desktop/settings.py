@@ -243,7 +243,11 @@ def save_settings(settings: Settings, path: Path | None = None) -> None:
 
 
 def engine_setup(
-    settings: Settings, model: Path, n_threads: int | None = None, api_key: str | None = None
+    settings: Settings,
+    model: Path,
+    n_threads: int | None = None,
+    api_key: str | None = None,
+    adapter: Path | None = None,
 ) -> tuple[EngineConfig, RemoteEndpoint | None]:
     """The engine the settings ask for: the local one's config, and a remote endpoint if set.
 
@@ -255,6 +259,7 @@ def engine_setup(
         n_ctx=settings.context_size,
         n_threads=n_threads or settings.cpu_threads,
         n_gpu_layers=settings.gpu_layers,
+        lora_path=adapter,
     )
     if api_key:
         config.api_key = api_key

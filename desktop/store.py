@@ -74,9 +74,11 @@ MIGRATIONS: tuple[str, ...] = (
         INSERT INTO messages_fts(rowid, content) VALUES (new.id, new.content);
     END;
     """,
+    # 2: each conversation remembers the LoRA adapter it ran with, beside its model.
+    "ALTER TABLE conversations ADD COLUMN adapter TEXT;",
 )
 
-CONVERSATION_COLUMNS = "id, title, model, created_at, updated_at"
+CONVERSATION_COLUMNS = "id, title, model, created_at, updated_at, adapter"
 MESSAGE_COLUMNS = "id, conversation_id, position, role, content, status, created_at"
 BUMP = "UPDATE conversations SET updated_at = ? WHERE id = ?"
 HEADINGS: dict[str, str] = {"user": "You", "assistant": "Kodcu", "system": "System"}
@@ -92,8 +94,11 @@ class Conversation:
     id: int
     title: str
     model: str | None
+    """The GGUF model file the conversation runs on (None: whatever is current)."""
     created_at: float
     updated_at: float
+    adapter: str | None = None
+    """The GGUF LoRA adapter applied over the model, if any."""
 
 
 @dataclass(frozen=True)
@@ -199,12 +204,13 @@ class ConversationStore:
         self.close()
 
     def create_conversation(
-        self, title: str = "New conversation", model: str | None = None
+        self, title: str = "New conversation", model: str | None = None, adapter: str | None = None
     ) -> Conversation:
         now = time.time()
         cursor = self._db.execute(
-            "INSERT INTO conversations (title, model, created_at, updated_at) VALUES (?, ?, ?, ?)",
-            (title, model, now, now),
+            "INSERT INTO conversations (title, model, adapter, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (title, model, adapter, now, now),
         )
         return self.conversation(_rowid(cursor))
 
@@ -230,9 +236,12 @@ class ConversationStore:
         )
         _require_row(cursor, "conversation", conversation_id)
 
-    def set_model(self, conversation_id: int, model: str | None) -> None:
+    def set_model(
+        self, conversation_id: int, model: str | None, adapter: str | None = None
+    ) -> None:
         cursor = self._db.execute(
-            "UPDATE conversations SET model = ? WHERE id = ?", (model, conversation_id)
+            "UPDATE conversations SET model = ?, adapter = ? WHERE id = ?",
+            (model, adapter, conversation_id),
         )
         _require_row(cursor, "conversation", conversation_id)
 

@@ -16,7 +16,6 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QCloseEvent, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QApplication,
-    QFileDialog,
     QHBoxLayout,
     QLabel,
     QMainWindow,
@@ -27,13 +26,15 @@ from PySide6.QtWidgets import (
 )
 
 from desktop import highlight
-from desktop.answering import Answering
+from desktop.adapter_box import AdapterBox
+from desktop.answering import Answering, answer_status
 from desktop.chat_view import ChatView
 from desktop.client import GenerationStats
 from desktop.context import FittedContext
-from desktop.conversation import OpenConversation
+from desktop.conversation import OpenConversation, ask_export_path
 from desktop.engine import Engine, EngineConfig, RemoteEndpoint
 from desktop.engine_control import EngineControl
+from desktop.model_choice import ModelChoice
 from desktop.model_dialog import ModelDialog
 from desktop.model_library import ModelLibrary
 from desktop.prompt_edit import PromptEdit
@@ -56,14 +57,8 @@ class MainWindow(QMainWindow):
         self, model: Path, n_threads: int | None = None, store: ConversationStore | None = None
     ) -> None:
         super().__init__()
-        self.model = model
-        self.model = model
         self.n_threads = n_threads  # from the command line: wins over the settings
         self.settings, settings_problems = load_settings()
-        self.engine_control = EngineControl(*self._engine_setup(self.settings))
-        self.engine_control.ready.connect(self._engine_ready)
-        self.engine_control.failed.connect(self._engine_failed)
-        self.engine_control.died.connect(self._engine_died)
         store_problem = None
         if store is None:
             try:
@@ -73,6 +68,12 @@ class MainWindow(QMainWindow):
                 store_problem = f"{exc} Conversations are not saved in this session."
                 store = ConversationStore(Path(":memory:"))
         self.store = store
+        # The model and adapter in use, remembered per conversation.
+        self.choice = ModelChoice(store, model)
+        self.engine_control = EngineControl(*self._engine_setup(self.settings))
+        self.engine_control.ready.connect(self._engine_ready)
+        self.engine_control.failed.connect(self._engine_failed)
+        self.engine_control.died.connect(self._engine_died)
         # Extra request fields on top of the settings' sampling (tests, experiments).
         self.request_options: dict[str, Any] = {}
         self.answer = ""
@@ -81,7 +82,7 @@ class MainWindow(QMainWindow):
         self.answering.done.connect(self._on_done)
         self.answering.failed.connect(self._on_failed)
         self.fitted: FittedContext | None = None  # what the last answer's prompt held
-        self.setWindowTitle(f"Kodcu — {model.name}")
+        self.setWindowTitle(f"Kodcu — {self.choice.description()}")
         self.resize(1100, 720)
         self._build()
         problems = [*settings_problems, *([store_problem] if store_problem else [])]
@@ -116,6 +117,9 @@ class MainWindow(QMainWindow):
         self.continue_button = _button("Continue", "Continue the answer")
         self.export_button = _button("Export…", "Export conversation")
         self.models_button = _button("Models…", "Models")
+        self.adapter_box = AdapterBox()
+        self.adapter_box.adapter_chosen.connect(self.use_adapter)
+        self.adapter_box.add_failed.connect(self._show_error)
         self.settings_button = _button("Settings…", "Settings")
         self.restart_button = _button("Restart engine", "Restart engine")
         self.status = QLabel()
@@ -129,6 +133,7 @@ class MainWindow(QMainWindow):
         buttons = QHBoxLayout()
         buttons.addWidget(self.status, 1)
         buttons.addWidget(self.models_button)
+        buttons.addWidget(self.adapter_box)
         buttons.addWidget(self.settings_button)
         buttons.addWidget(self.restart_button)
         buttons.addWidget(self.export_button)
@@ -158,6 +163,9 @@ class MainWindow(QMainWindow):
         self.regenerate_button.clicked.connect(self.regenerate)
         self.continue_button.clicked.connect(self.continue_answer)
         self.export_button.clicked.connect(self.export)
+        self.choice.changed.connect(self._model_changed)
+        self.choice.refused.connect(self._show_error)
+        self.choice.note.connect(self.status.setText)
         self.prompt.submitted.connect(self.send)
         QShortcut(QKeySequence(Qt.Key.Key_Escape), self, activated=self.stop)
         QShortcut(QKeySequence.StandardKey.Preferences, self, activated=self.open_settings)
@@ -197,7 +205,11 @@ class MainWindow(QMainWindow):
     def _engine_setup(self, settings: Settings) -> tuple[EngineConfig, RemoteEndpoint | None]:
         old = getattr(self, "engine_control", None)  # keep the key across restarts
         return engine_setup(
-            settings, self.model, self.n_threads, old.config.api_key if old else None
+            settings,
+            self.choice.model,
+            self.n_threads,
+            old.config.api_key if old else None,
+            self.choice.adapter,
         )
 
     def open_settings(self) -> None:
@@ -211,12 +223,22 @@ class MainWindow(QMainWindow):
         dialog.exec()
 
     def use_model(self, model: Path) -> None:
-        """Run another GGUF model: the engine restarts on it."""
-        if model == self.model:
-            return
-        self.model = model
-        self.setWindowTitle(f"Kodcu — {model.name}")
+        """Run another GGUF model in this conversation: the engine restarts on it."""
+        self.choice.use_model(model)
+
+    def use_adapter(self, adapter: Path | None) -> None:
+        """Apply a GGUF LoRA adapter over the model (None: the bare model), live."""
+        if not self.choice.use_adapter(adapter):
+            self.adapter_box.show_adapter(self.choice.adapter)
+
+    @property
+    def adapter(self) -> Path | None:
+        return self.choice.adapter
+
+    def _model_changed(self) -> None:
+        self.adapter_box.show_adapter(self.choice.adapter)
         self.engine_control.reconfigure(*self._engine_setup(self.settings))
+        self.setWindowTitle(f"Kodcu — {self.choice.description()}")
         self.start_engine()
 
     def apply_settings(self, settings: Settings) -> None:
@@ -292,6 +314,7 @@ class MainWindow(QMainWindow):
             self._set_busy(engine_ready=self.engine_ready(), streaming=False)
         self.editing = None
         self.conversation.open(conversation_id)
+        self.choice.open(conversation_id)
         self._set_busy(engine_ready=self.engine_ready(), streaming=False)
         self.prompt.setFocus()
 
@@ -318,6 +341,7 @@ class MainWindow(QMainWindow):
             self.conversation.truncate(self.editing)
             self.editing = None
         self.conversation.ask(text)
+        self.choice.remember(self.conversation.conversation_id)  # a new one: the current model
         self.sidebar.refresh()
         self.sidebar.select(self.conversation.conversation_id)  # a new one is now listed
         self._answer()
@@ -349,26 +373,19 @@ class MainWindow(QMainWindow):
     def export(self) -> None:
         """Save the open conversation as a Markdown file the user picks."""
         conversation_id = self.conversation.conversation_id
-        if conversation_id is None:
-            return
-        title = self.store.conversation(conversation_id).title
-        path = self._ask_export_path(title)
-        if path is None:
-            return
+        if conversation_id is not None:
+            title = self.store.conversation(conversation_id).title
+            path = ask_export_path(self, title)
+            if path is not None:
+                self._write_export(path, conversation_id)
+
+    def _write_export(self, path: Path, conversation_id: int) -> None:
         try:
             path.write_text(self.store.export_markdown(conversation_id), encoding="utf-8")
         except OSError as exc:
             self._show_error(f"Could not export to {path}: {exc.strerror or exc}.")
             return
         self.status.setText(f"Exported to {path}")
-
-    def _ask_export_path(self, title: str) -> Path | None:
-        safe = "".join(c if c.isalnum() or c in " -_" else "_" for c in title).strip()
-        suggested = str(Path.home() / f"{safe or 'conversation'}.md")
-        chosen, _ = QFileDialog.getSaveFileName(
-            self, "Export conversation", suggested, "Markdown (*.md)"
-        )
-        return Path(chosen) if chosen else None
 
     def _answer(self, resume: bool = False) -> None:
         """Stream an answer to the conversation as it stands (`resume`: add to the last one)."""
@@ -406,21 +423,7 @@ class MainWindow(QMainWindow):
         cut_off = stats.finish_reason in ("cancelled", "length")
         self.conversation.end_answer("partial" if cut_off else "complete")
         self.sidebar.refresh()
-        ttft = (stats.time_to_first_token_s or 0) * 1000
-        speed = f"{stats.tokens_per_s:.1f} tokens/s" if stats.tokens_per_s else "—"
-        ending = {"cancelled": " (stopped)", "length": " (token limit reached)"}.get(
-            stats.finish_reason or "", ""
-        )
-        status = f"First token {ttft:.0f} ms · {speed}{ending}"
-        if self.fitted is not None:
-            used = self.fitted.prompt_tokens + stats.tokens
-            status += f" · context {used:,} / {self.engine_control.n_ctx:,} tokens"
-            if self.fitted.left_out:
-                # Never silently: say that the model did not see the oldest turns.
-                status += (
-                    f" · {self.fitted.left_out} earliest message(s) left out: "
-                    "the conversation is longer than the context"
-                )
+        status = answer_status(stats, fitted, self.engine_control.n_ctx)
         self.status.setText(status)
         self._set_busy(engine_ready=self.engine_ready(), streaming=False)
 

@@ -227,7 +227,8 @@ def test_export_writes_the_conversation_as_markdown(
     win = open_window(qtbot, default_model, store)
     ask(qtbot, win, "Write hello world in Rust.")
     target = tmp_path / "export.md"
-    monkeypatch.setattr(win, "_ask_export_path", lambda title: target)
+    # The native file dialog is the one part replaced: it answers with `target`.
+    monkeypatch.setattr("desktop.window.ask_export_path", lambda parent, title: target)
     qtbot.mouseClick(win.export_button, Qt.MouseButton.LeftButton)
     text = target.read_text()
     assert text.startswith("# Write hello world in Rust.")
