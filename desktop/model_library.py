@@ -46,6 +46,9 @@ class CuratedModel:
     """Download size, when we have checked it; None otherwise."""
 
 
+# Each repo and file name is the one published on the Hub (each one a single
+# Q4_K_M file, as the `resolve/main/<file>` links that many projects use show);
+# a download is still checked against the Hub's own sha256 and size.
 CURATED: list[CuratedModel] = [
     CuratedModel(
         "Qwen2.5-Coder 0.5B Instruct",

@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop.store import ConversationStore
+from desktop.store import MATCH_END, MATCH_START, ConversationStore
 
 NEW_TITLE = "New conversation"
 # Long enough that a fast typist's keys do not each run a query, short enough to feel live.
@@ -233,7 +233,8 @@ class ConversationSidebar(QWidget):
         self.results_list.clear()
         for hit in self.store.search(query):
             # Matches stay marked [like this]; a message's line breaks would waste rows.
-            snippet = " ".join(hit.snippet.split())
+            marked = hit.snippet.replace(MATCH_START, "«").replace(MATCH_END, "»")
+            snippet = " ".join(marked.split())
             item = QListWidgetItem(f"{hit.title}\n{snippet}")
             item.setData(CONVERSATION_ROLE, hit.conversation_id)
             item.setData(MESSAGE_ROLE, hit.message_id)

@@ -80,6 +80,9 @@ MIGRATIONS: tuple[str, ...] = (
 
 CONVERSATION_COLUMNS = "id, title, model, created_at, updated_at, adapter"
 MESSAGE_COLUMNS = "id, conversation_id, position, role, content, status, created_at"
+# Control characters, never in typed text, mark matches in search snippets (brackets
+# would be ambiguous in code); the sidebar shows them as it likes.
+MATCH_START, MATCH_END = "\x02", "\x03"
 BUMP = "UPDATE conversations SET updated_at = ? WHERE id = ?"
 HEADINGS: dict[str, str] = {"user": "You", "assistant": "Kodcu", "system": "System"}
 STATUS_NOTES: dict[str, str] = {"partial": "(stopped before the end)", "failed": "(failed)"}
@@ -117,7 +120,8 @@ class SearchHit:
     conversation_id: int
     message_id: int
     title: str
-    snippet: str  # the matched words are marked [like this]
+    snippet: str
+    """Text around the match, each matched word between MATCH_START and MATCH_END."""
 
 
 class ConversationStore:
@@ -322,7 +326,7 @@ class ConversationStore:
             return []
         rows = self._db.execute(
             "SELECT m.conversation_id, m.id, c.title, "
-            "snippet(messages_fts, 0, '[', ']', '…', 12) "
+            f"snippet(messages_fts, 0, '{MATCH_START}', '{MATCH_END}', '…', 12) "
             "FROM messages_fts "
             "JOIN messages AS m ON m.id = messages_fts.rowid "
             "JOIN conversations AS c ON c.id = m.conversation_id "

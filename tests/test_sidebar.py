@@ -215,7 +215,7 @@ def test_search_shows_results_and_clearing_returns_to_the_list(
     qtbot.waitUntil(lambda: sidebar.results_list.isVisibleTo(sidebar), timeout=2000)
     # Both messages of "Trees" match, and one of "Lists".
     results = titles(sidebar.results_list)
-    assert len(results) == 3 and all("[" in r and "]" in r for r in results)
+    assert len(results) == 3 and all("«" in r and "»" in r for r in results)
     assert {r.splitlines()[0] for r in results} == {"Trees", "Lists"}
     assert all(len(r.splitlines()) == 2 for r in results)  # line breaks folded
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from desktop import store as store_module
-from desktop.store import MIGRATIONS, ConversationStore, StoreError
+from desktop.store import MATCH_END, MATCH_START, MIGRATIONS, ConversationStore, StoreError
 from kodcu.paths import data_dir
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -176,10 +176,10 @@ def test_search_finds_words_across_conversations(store: ConversationStore) -> No
         (python.id, "Python sorting"),
         (rust.id, "Rust sorting"),
     }
-    assert all("[sort]" in hit.snippet for hit in hits)
+    assert all(f"{MATCH_START}sort{MATCH_END}" in hit.snippet for hit in hits)
 
     [hit] = store.search("DICTIONARY value")  # every word, any case
-    assert hit.conversation_id == python.id and "[dictionary]" in hit.snippet
+    assert hit.conversation_id == python.id and f"{MATCH_START}dictionary{MATCH_END}" in hit.snippet
     assert store.search("dictionary Vec") == []
     assert store.search("") == [] and store.search("   ") == []
 
