@@ -224,7 +224,7 @@ def test_search_shows_results_and_clearing_returns_to_the_list(
         click_row(qtbot, sidebar.results_list, row)
     assert found.args == [second.id, hit_two.id]
 
-    sidebar.results_list.setCurrentRow(results.index("Trees\n[Recursion] calls itself"))
+    sidebar.results_list.setCurrentRow(results.index("Trees\n«Recursion» calls itself"))
     with qtbot.waitSignal(sidebar.message_found, timeout=1000) as found:
         qtbot.keyClick(sidebar.results_list, Qt.Key.Key_Return)
     assert found.args == [first.id, hit_one.id]
