@@ -52,6 +52,17 @@ def _button(text: str, accessible_name: str) -> QPushButton:
     return button
 
 
+def _row(*widgets: QWidget | None) -> QHBoxLayout:
+    """Widgets side by side; None is a stretch, and a label takes the spare room."""
+    row = QHBoxLayout()
+    for widget in widgets:
+        if widget is None:
+            row.addStretch(1)
+        else:
+            row.addWidget(widget, 1 if isinstance(widget, QLabel) else 0)
+    return row
+
+
 class MainWindow(QMainWindow):
     def __init__(
         self, model: Path, n_threads: int | None = None, store: ConversationStore | None = None
@@ -130,22 +141,24 @@ class MainWindow(QMainWindow):
         self.error.setStyleSheet("color: #b00020;")
         self.error.hide()
 
-        buttons = QHBoxLayout()
-        buttons.addWidget(self.status, 1)
-        buttons.addWidget(self.models_button)
-        buttons.addWidget(self.adapter_box)
-        buttons.addWidget(self.settings_button)
-        buttons.addWidget(self.restart_button)
-        buttons.addWidget(self.export_button)
-        buttons.addWidget(self.continue_button)
-        buttons.addWidget(self.regenerate_button)
-        buttons.addWidget(self.stop_button)
-        buttons.addWidget(self.send_button)
+        # Above the chat: what runs and how; below the prompt: the answer's controls.
+        top = _row(
+            self.models_button, self.adapter_box, None, self.export_button, self.settings_button
+        )
+        bottom = _row(
+            self.status,
+            self.restart_button,
+            self.continue_button,
+            self.regenerate_button,
+            self.stop_button,
+            self.send_button,
+        )
         layout = QVBoxLayout()
+        layout.addLayout(top)
         layout.addWidget(self.chat, 1)
         layout.addWidget(self.error)
         layout.addWidget(self.prompt)
-        layout.addLayout(buttons)
+        layout.addLayout(bottom)
         chat_panel = QWidget()
         chat_panel.setLayout(layout)
         splitter = QSplitter()
