@@ -1,0 +1,307 @@
+"""The trainer reads instruction rows from every supported file type and format, names
+bad rows precisely, and splits train / validation the same way every time."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from trainer.data import DataError, Example, SourceConfig, load_examples, split_examples
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+MBPP = DATA / "mbpp" / "mbpp.jsonl"
+
+ROWS = [
+    {"instruction": "Reverse a list.", "input": "", "output": "xs[::-1]"},
+    {"instruction": "Add two numbers.", "input": "a = 1, b = 2", "output": "a + b"},
+    {"instruction": "Say hi.", "output": "print('hi')"},  # no input at all
+]
+
+
+def write_jsonl(path: Path, rows: list) -> Path:
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    return path
+
+
+def write(path: Path, rows: list[dict]) -> Path:
+    """The rows in the file type that `path`'s name asks for."""
+    name = path.name
+    if name.endswith(".jsonl.gz"):
+        with gzip.open(path, "wt", encoding="utf-8") as file:
+            file.writelines(json.dumps(row) + "\n" for row in rows)
+    elif name.endswith(".jsonl"):
+        write_jsonl(path, rows)
+    elif name.endswith(".json"):
+        path.write_text(json.dumps(rows), encoding="utf-8")
+    elif name.endswith(".csv"):
+        columns = list(dict.fromkeys(key for row in rows for key in row))
+        with path.open("w", newline="", encoding="utf-8") as file:
+            writer = csv.DictWriter(file, columns)
+            writer.writeheader()
+            writer.writerows(rows)
+    elif name.endswith(".parquet"):
+        pq.write_table(pa.Table.from_pylist(rows), path)
+    return path
+
+
+def load(path: Path, on_bad_row: str = "error", **options) -> tuple[list[Example], dict]:
+    examples, reports = load_examples([SourceConfig(str(path), **options)], on_bad_row)
+    return examples, reports[0]
+
+
+@pytest.mark.parametrize("name", ["d.json", "d.jsonl", "d.jsonl.gz", "d.csv", "d.parquet"])
+def test_every_file_type_gives_the_same_examples(tmp_path: Path, name: str) -> None:
+    path = write(tmp_path / name, ROWS)
+    examples, report = load(path)
+    assert [(ex.instruction, ex.input, ex.output) for ex in examples] == [
+        ("Reverse a list.", "", "xs[::-1]"),
+        ("Add two numbers.", "a = 1, b = 2", "a + b"),
+        ("Say hi.", "", "print('hi')"),
+    ]
+    assert [(ex.source, ex.row) for ex in examples] == [(str(path), i) for i in range(3)]
+    assert report["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert (report["rows"], report["kept"], report["skipped"]) == (3, 3, 0)
+
+
+def test_sources_are_read_in_order_with_one_report_each(tmp_path: Path) -> None:
+    first = write(tmp_path / "a.jsonl", ROWS[:1])
+    second = write(tmp_path / "b.json", ROWS[1:])
+    examples, reports = load_examples([SourceConfig(str(first)), SourceConfig(str(second))])
+    assert [ex.output for ex in examples] == ["xs[::-1]", "a + b", "print('hi')"]
+    assert [(r["source"], r["kept"]) for r in reports] == [(str(first), 1), (str(second), 2)]
+
+
+def test_json_object_is_rejected_with_the_key_of_its_list(tmp_path: Path) -> None:
+    path = tmp_path / "wrapped.json"
+    path.write_text(json.dumps({"version": 1, "data": ROWS}))
+    with pytest.raises(DataError, match=r"wrapped\.json.*not an array of rows.*'data'"):
+        load(path)
+
+
+def test_missing_file_is_not_taken_for_a_hub_id(tmp_path: Path) -> None:
+    missing = tmp_path / "data" / "train.jsonl"
+    with pytest.raises(DataError, match=r"train\.jsonl: file not found"):
+        load(missing)
+
+
+def test_hub_id_that_cannot_be_reached_says_so(tmp_path: Path) -> None:
+    # A fresh process: the Hub client reads its offline switch and cache folder at import.
+    script = (
+        "from trainer.data import SourceConfig, load_examples\n"
+        "try:\n"
+        "    load_examples([SourceConfig('someone/some-dataset')])\n"
+        "except ValueError as error:\n"
+        "    print(error)\n"
+    )
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
+    result = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert (
+        "some-dataset: no such local file, and loading it as a Hub dataset failed" in result.stdout
+    )
+
+
+def test_alpaca_fields_can_be_renamed(tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "qa.jsonl", [{"question": "Why?", "answer": "Because."}])
+    (example,), _ = load(path, fields={"instruction": "question", "output": "answer"})
+    assert (example.instruction, example.input, example.output) == ("Why?", "", "Because.")
+
+
+def test_fields_format_maps_columns(tmp_path: Path) -> None:
+    rows = [{"q": "Sort it.", "ctx": "[3, 1]", "a": "sorted(xs)", "extra": 1}]
+    path = write(tmp_path / "qa.csv", rows)
+    mapping = {"instruction": "q", "input": "ctx", "output": "a"}
+    (example,), _ = load(path, format="fields", fields=mapping)
+    assert (example.instruction, example.input, example.output) == (
+        "Sort it.",
+        "[3, 1]",
+        "sorted(xs)",
+    )
+
+
+def test_fields_format_without_a_mapping_says_what_it_needs(tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "qa.jsonl", ROWS)
+    with pytest.raises(DataError, match="needs fields.instruction and fields.output"):
+        load(path, format="fields", fields={"instruction": "q"})
+
+
+def test_a_misspelt_field_name_is_an_error(tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "qa.jsonl", ROWS)
+    with pytest.raises(DataError, match=r"\['ouput'\] mean nothing for format 'alpaca'"):
+        load(path, fields={"ouput": "answer"})
+
+
+def test_mbpp_rows_carry_their_asserts_in_the_instruction(tmp_path: Path) -> None:
+    row = {
+        "task_id": 700,
+        "text": "Write a function to add one.",
+        "code": "def add_one(x):\r\n    return x + 1",
+        "test_list": ["assert add_one(1) == 2", "assert add_one(0) == 1"],
+    }
+    (example,), _ = load(write_jsonl(tmp_path / "m.jsonl", [row]), format="mbpp")
+    assert example.instruction == (
+        "Write a function to add one.\nYour code should pass these tests:\n"
+        "assert add_one(1) == 2\nassert add_one(0) == 1"
+    )
+    assert example.output == "def add_one(x):\n    return x + 1"
+    assert example.input == ""
+
+
+def test_mbpp_task_ids_select_the_train_split() -> None:
+    if not MBPP.is_file():
+        pytest.skip(f"MBPP data not present at {MBPP}")
+    examples, report = load(MBPP, format="mbpp", task_ids="601-974")
+    assert len(examples) == 374
+    assert report["outside_task_ids"] == 600
+    assert report["rows"] == 974
+    # Row indexes are file lines: task ids run 1..974 in order.
+    assert {ex.row + 1 for ex in examples} == set(range(601, 975))
+
+
+def test_several_task_id_ranges_and_a_limit(tmp_path: Path) -> None:
+    rows = [{**ROWS[0], "task_id": i, "output": f"out {i}"} for i in range(1, 11)]
+    path = write_jsonl(tmp_path / "t.jsonl", rows)
+    examples, report = load(path, task_ids="2-3, 8-10")
+    assert [ex.output for ex in examples] == ["out 2", "out 3", "out 8", "out 9", "out 10"]
+    assert report["outside_task_ids"] == 5
+    limited, report = load(path, task_ids="2-3,8-10", limit=3)
+    assert [ex.output for ex in limited] == ["out 2", "out 3", "out 8"]
+    assert report["rows"] == report["kept"] + report["skipped"] + report["outside_task_ids"]
+
+
+def test_bad_task_id_range_is_an_error(tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "t.jsonl", ROWS)
+    with pytest.raises(DataError, match="task_ids '974-601'"):
+        load(path, task_ids="974-601")
+
+
+def test_messages_format_takes_one_user_and_one_assistant_turn(tmp_path: Path) -> None:
+    rows = [
+        {"messages": [{"role": "user", "content": "Hi?"}, {"role": "assistant", "content": "Hi."}]},
+        {
+            "messages": [
+                {"role": "system", "content": "Be brief."},
+                {"role": "user", "content": "Sum?"},
+                {"role": "assistant", "content": "sum(xs)"},
+            ]
+        },
+    ]
+    examples, report = load(write_jsonl(tmp_path / "chat.jsonl", rows), format="messages")
+    assert [(ex.instruction, ex.input, ex.output) for ex in examples] == [
+        ("Hi?", "", "Hi."),
+        ("Sum?", "", "sum(xs)"),
+    ]
+    # The Alpaca layout has no place for a system prompt: its loss is counted, not silent.
+    assert report["system_messages_dropped"] == 1
+
+
+def test_multi_turn_chats_are_bad_rows(tmp_path: Path) -> None:
+    turns = ["user", "assistant", "user", "assistant"]
+    row = {"messages": [{"role": role, "content": "x"} for role in turns]}
+    path = write_jsonl(tmp_path / "chat.jsonl", [row])
+    with pytest.raises(DataError, match=r"chat\.jsonl, line 1: field 'messages' has roles"):
+        load(path, format="messages")
+    examples, report = load(path, "skip", format="messages")
+    assert examples == []
+    assert report["skipped_by_reason"] == {"not a single-turn chat": 1}
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        ({"instruction": "x"}, "field 'output' is missing"),
+        ({"instruction": "x", "output": "  "}, "field 'output' is empty"),
+        ({"instruction": 3, "output": "y"}, "field 'instruction' is a int, not a string"),
+        ({"instruction": "x", "output": None}, "field 'output' is missing"),
+        (["x", "y"], "the row is a list, not an object"),
+    ],
+)
+def test_bad_row_error_names_file_line_and_field(tmp_path: Path, row: object, message: str) -> None:
+    path = write_jsonl(tmp_path / "train.jsonl", [ROWS[0], row])
+    with pytest.raises(DataError) as error:
+        load(path)
+    assert str(error.value) == (
+        f"{path}, line 2: {message}; fix the row or set data.on_bad_row: skip"
+    )
+
+
+def test_bad_row_in_a_json_array_names_its_row(tmp_path: Path) -> None:
+    path = write(tmp_path / "train.json", [ROWS[0], ROWS[1], {"instruction": "x"}])
+    with pytest.raises(DataError, match=r"train\.json, row 2: field 'output' is missing"):
+        load(path)
+
+
+def test_malformed_json_line_names_its_line_number(tmp_path: Path) -> None:
+    path = tmp_path / "train.jsonl"
+    path.write_text(json.dumps(ROWS[0]) + "\n\n" + '{"instruction": "x", "output": \n')
+    with pytest.raises(DataError, match=r"train\.jsonl, line 3: not valid JSON"):
+        load(path)
+
+
+def test_csv_row_with_too_many_cells_is_bad(tmp_path: Path) -> None:
+    path = tmp_path / "train.csv"
+    path.write_text("instruction,output\nx,y\na,b,c\n")
+    with pytest.raises(DataError, match=r"train\.csv, row 1: the row has more cells than columns"):
+        load(path)
+
+
+def test_skip_mode_counts_each_reason(tmp_path: Path) -> None:
+    path = tmp_path / "mixed.jsonl"
+    lines = [json.dumps(row) for row in ROWS]
+    lines += [
+        json.dumps({"instruction": "x"}),
+        json.dumps({"instruction": "y"}),
+        json.dumps({"instruction": "", "output": "z"}),
+        json.dumps("just a string"),
+        "{broken",
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    examples, report = load(path, "skip")
+    assert len(examples) == 3
+    assert report["skipped_by_reason"] == {
+        "missing field 'output'": 2,
+        "empty field 'instruction'": 1,
+        "row is not an object": 1,
+        "malformed JSON": 1,
+    }
+    assert (report["rows"], report["kept"], report["skipped"]) == (8, 3, 5)
+
+
+def test_unknown_on_bad_row_is_rejected(tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "t.jsonl", ROWS)
+    with pytest.raises(DataError, match="on_bad_row is 'ignore'"):
+        load(path, "ignore")
+
+
+def examples_of(n: int) -> list[Example]:
+    return [Example(f"task {i}", "", f"answer {i}", "mem", i) for i in range(n)]
+
+
+def test_split_is_deterministic_and_partitions_the_data() -> None:
+    examples = examples_of(200)
+    train, validation = split_examples(examples, 0.1, seed=3)
+    assert (len(train), len(validation)) == (180, 20)
+    assert sorted(train + validation, key=lambda ex: ex.row) == examples
+    assert split_examples(examples, 0.1, seed=3) == (train, validation)
+    assert split_examples(examples, 0.1, seed=4)[1] != validation
+    # Not simply the tail of the data.
+    assert validation != examples[-20:]
+
+
+def test_split_sizes_at_the_edges() -> None:
+    assert split_examples(examples_of(10), 0.0, seed=0) == (examples_of(10), [])
+    train, validation = split_examples(examples_of(10), 0.01, seed=0)
+    assert (len(train), len(validation)) == (9, 1)
+    with pytest.raises(DataError, match="validation_fraction"):
+        split_examples(examples_of(10), 1.0, seed=0)

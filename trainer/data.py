@@ -1,0 +1,424 @@
+"""Training data: read instruction rows from local files or the Hugging Face Hub.
+
+    from trainer.data import SourceConfig, load_examples, split_examples
+
+    examples, reports = load_examples(
+        [
+            SourceConfig("data/train.jsonl"),
+            SourceConfig("mbpp.jsonl", format="mbpp", task_ids="601-974"),
+        ],
+        on_bad_row="skip",
+    )
+    train, validation = split_examples(examples, validation_fraction=0.05, seed=0)
+
+Every source becomes `Example` rows (instruction / input / output) and one report:
+how many rows were read, kept and skipped (by reason), and the file's sha256, so a
+trained adapter records exactly which data it saw. Row numbers count from 0; for
+JSON lines files messages give the 1-based line number instead.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import hashlib
+import json
+import random
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+FORMATS = ("alpaca", "mbpp", "messages", "fields")
+
+# The row fields each format reads; `SourceConfig.fields` may rename any of them.
+FORMAT_FIELDS = {
+    "alpaca": ("instruction", "input", "output", "task_id"),
+    "fields": ("instruction", "input", "output", "task_id"),
+    "mbpp": ("text", "code", "test_list", "task_id"),
+    "messages": ("messages", "task_id"),
+}
+
+SUFFIXES = (".json", ".json.gz", ".jsonl", ".jsonl.gz", ".csv", ".parquet")
+
+# "owner/name" as the Hub spells dataset ids.
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+SKIP_HINT = "fix the row or set data.on_bad_row: skip"
+
+
+@dataclass
+class SourceConfig:
+    """One data source."""
+
+    path: str
+    """A local file (.json, .jsonl, .jsonl.gz, .csv, .parquet) or a Hugging Face Hub dataset id."""
+    format: str = "alpaca"
+    """How rows map to instruction / input / output: "alpaca", "mbpp", "messages" or "fields"."""
+    fields: dict[str, str] = field(default_factory=dict)
+    """Column names for the format's fields, e.g. {"instruction": "question", "output": "answer",
+    "input": "context"}; required for format "fields", a renaming for the others."""
+    split: str = "train"
+    """Split name for Hub datasets (local files have one split)."""
+    subset: str | None = None
+    """Hub dataset configuration name."""
+    task_ids: str | None = None
+    """Only rows whose task_id is in this inclusive range, e.g. "601-974" (MBPP's train split);
+    several ranges may be joined with commas: "511-600,601-974"."""
+    limit: int | None = None
+    """Read at most this many rows (for quick trials)."""
+    revision: str | None = None
+    """Hub dataset revision (commit, branch or tag) to pin; ignored for local files."""
+
+
+@dataclass(frozen=True)
+class Example:
+    """One training row in Alpaca's shape."""
+
+    instruction: str
+    input: str
+    output: str
+    source: str
+    """The `SourceConfig.path` it came from."""
+    row: int
+    """0-based row index in that source (for error messages and reports); in a JSON lines
+    file the line index, blank lines included, so the line number is row + 1."""
+
+
+class DataError(ValueError):
+    """Bad training data or data settings; the message names file, row and field."""
+
+
+class _BadRow(Exception):
+    """A row that cannot become an Example: `key` is counted, `message` is shown."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(message)
+        self.key = key
+        self.message = message
+
+
+def load_examples(
+    sources: list[SourceConfig], on_bad_row: str = "error"
+) -> tuple[list[Example], list[dict]]:
+    """Read every source; on_bad_row "error" raises DataError at the first bad row, "skip"
+    skips and counts it.
+
+    Returns the examples and one report dict per source:
+    {"source": path, "sha256": file hash or Hub "id@revision", "rows": n_read, "kept": n,
+    "skipped": n, "skipped_by_reason": {"missing field 'output'": 3, ...},
+    "outside_task_ids": n, "system_messages_dropped": n}. rows = kept + skipped +
+    outside_task_ids.
+    """
+    if on_bad_row not in ("error", "skip"):
+        raise DataError(f"data.on_bad_row is {on_bad_row!r}; use 'error' or 'skip'")
+    examples: list[Example] = []
+    reports = []
+    for source in sources:
+        kept, report = _load_source(source, on_bad_row)
+        examples.extend(kept)
+        reports.append(report)
+    return examples, reports
+
+
+def split_examples(
+    examples: list[Example], validation_fraction: float, seed: int
+) -> tuple[list[Example], list[Example]]:
+    """Deterministic shuffled train / validation split (validation_fraction 0 → empty validation).
+
+    The validation rows are a seeded random choice; both parts keep the original order, so
+    the same data, fraction and seed always give the same two lists. A positive fraction of
+    at least two rows gives at least one validation row.
+    """
+    if not 0.0 <= validation_fraction < 1.0:
+        raise DataError(f"validation_fraction is {validation_fraction}; use 0 <= fraction < 1")
+    n_val = round(len(examples) * validation_fraction)
+    if validation_fraction > 0 and n_val == 0 and len(examples) >= 2:
+        n_val = 1
+    chosen = set(random.Random(seed).sample(range(len(examples)), n_val))
+    train = [ex for i, ex in enumerate(examples) if i not in chosen]
+    validation = [ex for i, ex in enumerate(examples) if i in chosen]
+    return train, validation
+
+
+def parse_task_ids(spec: str) -> list[tuple[int, int]]:
+    """ "601-974" or "11-510,601-974" or "7" as inclusive (low, high) ranges."""
+    ranges = []
+    for part in spec.split(","):
+        match = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", part)
+        if not match:
+            raise DataError(f"task_ids {spec!r}: write inclusive ranges like '601-974' or '1-5,9'")
+        low = int(match[1])
+        high = int(match[2]) if match[2] else low
+        if high < low:
+            raise DataError(f"task_ids {spec!r}: range {low}-{high} is empty")
+        ranges.append((low, high))
+    return ranges
+
+
+def _load_source(source: SourceConfig, on_bad_row: str) -> tuple[list[Example], dict]:
+    if source.format not in FORMATS:
+        raise DataError(f"{source.path}: format {source.format!r} is not one of {FORMATS}")
+    unknown = set(source.fields) - set(FORMAT_FIELDS[source.format])
+    if unknown:
+        raise DataError(
+            f"{source.path}: fields {sorted(unknown)} mean nothing for format "
+            f"{source.format!r}; it reads {list(FORMAT_FIELDS[source.format])}"
+        )
+    if source.format == "fields" and not {"instruction", "output"} <= set(source.fields):
+        raise DataError(
+            f"{source.path}: format 'fields' needs fields.instruction and fields.output "
+            "(the column names of the instruction and the response)"
+        )
+    if source.limit is not None and source.limit < 0:
+        raise DataError(f"{source.path}: limit is {source.limit}; use a positive number")
+    try:
+        rows, sha256, lines = _open(source)
+        report = {"source": source.path, "sha256": sha256, "rows": 0, "kept": 0, "skipped": 0}
+        report |= {"skipped_by_reason": {}, "outside_task_ids": 0, "system_messages_dropped": 0}
+        examples = _read(source, rows, lines, on_bad_row, report)
+    except UnicodeDecodeError as error:
+        raise DataError(f"{source.path}: not UTF-8 text ({error}); save it as UTF-8") from None
+    except OSError as error:  # a broken gzip file, a directory, no permission
+        raise DataError(f"{source.path}: cannot be read ({error})") from None
+    report["kept"] = len(examples)
+    report["skipped"] = sum(report["skipped_by_reason"].values())
+    return examples, report
+
+
+def _read(
+    source: SourceConfig,
+    rows: Iterator[tuple[int, Any]],
+    lines: bool,
+    on_bad_row: str,
+    report: dict,
+) -> list[Example]:
+    """The source's examples; counts rows read, skipped and left out into `report`."""
+    ranges = parse_task_ids(source.task_ids) if source.task_ids else None
+    names = {name: source.fields.get(name, name) for name in FORMAT_FIELDS[source.format]}
+    skipped = report["skipped_by_reason"]
+    examples = []
+    for index, row in rows:
+        if source.limit is not None and report["rows"] - report["outside_task_ids"] >= source.limit:
+            break
+        report["rows"] += 1
+        try:
+            if isinstance(row, _BadRow):
+                raise row
+            if not isinstance(row, dict):
+                kind = type(row).__name__
+                raise _BadRow("row is not an object", f"the row is a {kind}, not an object")
+            if ranges is not None:
+                task_id = _task_id(row, names["task_id"])
+                if not any(low <= task_id <= high for low, high in ranges):
+                    report["outside_task_ids"] += 1
+                    continue
+            instruction, input_, output, had_system = _convert(row, source.format, names)
+        except _BadRow as bad:
+            where = f"line {index + 1}" if lines else f"row {index}"
+            if on_bad_row == "error":
+                raise DataError(f"{source.path}, {where}: {bad.message}; {SKIP_HINT}") from None
+            skipped[bad.key] = skipped.get(bad.key, 0) + 1
+            continue
+        report["system_messages_dropped"] += had_system
+        examples.append(Example(instruction, input_, output, source.path, index))
+    return examples
+
+
+def _open(source: SourceConfig) -> tuple[Iterator[tuple[int, Any]], str, bool]:
+    """The rows of a source as (index, row), its fingerprint, and whether indexes are lines."""
+    path = Path(source.path).expanduser()
+    name = path.name.lower()
+    if not path.exists():
+        if HUB_ID.match(source.path) and not name.endswith(SUFFIXES):
+            return _open_hub(source)
+        raise DataError(
+            f"{source.path}: file not found; give a path to a .json, .jsonl, .jsonl.gz, .csv or "
+            ".parquet file (relative paths start at the current directory) or a Hub id owner/name"
+        )
+    sha256 = _sha256(path)
+    if name.endswith((".jsonl", ".jsonl.gz")):
+        return _jsonl_rows(path), sha256, True
+    if name.endswith((".json", ".json.gz")):
+        return enumerate(_json_rows(path, source.path)), sha256, False
+    if name.endswith(".csv"):
+        return _csv_rows(path), sha256, False
+    if name.endswith(".parquet"):
+        import pyarrow.parquet as pq  # a dependency of `datasets`; loaded only when needed
+
+        try:
+            return enumerate(pq.read_table(path).to_pylist()), sha256, False
+        except Exception as error:  # pyarrow raises its own types for a damaged file
+            raise DataError(f"{source.path}: not a readable Parquet file ({error})") from None
+    raise DataError(f"{source.path}: unknown file type; use one of {', '.join(SUFFIXES)}")
+
+
+def _open_hub(source: SourceConfig) -> tuple[Iterator[tuple[int, Any]], str, bool]:
+    import datasets  # heavy; only Hub sources need it
+
+    try:
+        dataset = datasets.load_dataset(
+            source.path, source.subset, split=source.split, revision=source.revision
+        )
+    except Exception as error:
+        raise DataError(
+            f"{source.path}: no such local file, and loading it as a Hub dataset failed "
+            f"({type(error).__name__}: {error}); check the path, the network, or the Hub id"
+        ) from error
+    revision = source.revision or _hub_revision(source.path)
+    fingerprint = f"{source.path}@{revision}" if revision else source.path
+    return enumerate(dataset), fingerprint, False
+
+
+def _hub_revision(dataset_id: str) -> str | None:
+    """The commit the Hub resolves the dataset to, when the Hub answers."""
+    try:
+        from huggingface_hub import HfApi
+
+        return HfApi().dataset_info(dataset_id).sha
+    except Exception:
+        return None  # offline after a cached load: the report shows the id alone
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _text_file(path: Path):
+    if path.name.lower().endswith(".gz"):
+        return gzip.open(path, "rt", encoding="utf-8")
+    return path.open(encoding="utf-8")
+
+
+def _jsonl_rows(path: Path) -> Iterator[tuple[int, Any]]:
+    """(0-based line index, row) per non-blank line; a malformed line yields a _BadRow."""
+    with _text_file(path) as file:
+        for index, line in enumerate(file):
+            if not line.strip():
+                continue  # blank lines hold no row
+            try:
+                yield index, json.loads(line)
+            except json.JSONDecodeError as error:
+                yield index, _BadRow("malformed JSON", f"not valid JSON ({error})")
+
+
+def _json_rows(path: Path, shown: str) -> list:
+    with _text_file(path) as file:
+        try:
+            data = json.load(file)
+        except json.JSONDecodeError as error:
+            hint = (
+                " (one object per line? name the file .jsonl)" if "Extra data" in str(error) else ""
+            )
+            raise DataError(f"{shown}: not valid JSON: {error}{hint}") from None
+    if isinstance(data, dict):
+        lists = [key for key, value in data.items() if isinstance(value, list)]
+        found = f"; its rows may be the list under {lists[0]!r}" if lists else ""
+        raise DataError(
+            f"{shown}: the file is a JSON object, not an array of rows{found}; "
+            "write the rows as a top-level JSON array or as JSON lines (.jsonl)"
+        )
+    if not isinstance(data, list):
+        raise DataError(f"{shown}: the file holds a {type(data).__name__}, not an array of rows")
+    return data
+
+
+def _csv_rows(path: Path) -> Iterator[tuple[int, Any]]:
+    with path.open(encoding="utf-8-sig", newline="") as file:
+        for index, row in enumerate(csv.DictReader(file)):
+            if None in row:  # DictReader keeps surplus cells under the key None
+                yield (
+                    index,
+                    _BadRow("more cells than columns", "the row has more cells than columns"),
+                )
+            else:
+                yield index, {key: value for key, value in row.items() if value is not None}
+
+
+def _field(row: dict, name: str) -> Any:
+    if row.get(name) is None:
+        raise _BadRow(f"missing field {name!r}", f"field {name!r} is missing")
+    return row[name]
+
+
+def _bad(name: str, problem: str) -> _BadRow:
+    return _BadRow(f"bad field {name!r}", f"field {name!r} {problem}")
+
+
+def _task_id(row: dict, name: str) -> int:
+    value = _field(row, name)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    raise _bad(name, f"is not an integer task id: {value!r} (task_ids needs one)")
+
+
+def _text(row: dict, name: str, required: bool = True, label: str | None = None) -> str:
+    """A string field; a required one must be present and not blank. `label` names it."""
+    label = label or name
+    if row.get(name) is None:
+        if not required:
+            return ""
+        raise _BadRow(f"missing field {label!r}", f"field {label!r} is missing")
+    value = row[name]
+    if not isinstance(value, str):
+        kind = type(value).__name__
+        raise _BadRow(f"non-string field {label!r}", f"field {label!r} is a {kind}, not a string")
+    if required and not value.strip():
+        raise _BadRow(f"empty field {label!r}", f"field {label!r} is empty")
+    return value
+
+
+def _convert(row: dict, format: str, names: dict[str, str]) -> tuple[str, str, str, bool]:
+    """(instruction, input, output, had a system message) for one row."""
+    if format in ("alpaca", "fields"):
+        instruction = _text(row, names["instruction"])
+        return instruction, _text(row, names["input"], False), _text(row, names["output"]), False
+    if format == "mbpp":
+        return (*_mbpp(row, names), False)
+    return _messages(row, names["messages"])
+
+
+def _mbpp(row: dict, names: dict[str, str]) -> tuple[str, str, str]:
+    """MBPP's prompt as in its paper (Austin et al., 2021): the task text, then the asserts.
+
+    instruction = text + "\\nYour code should pass these tests:\\n" + "\\n".join(test_list).
+    MBPP's code uses Windows line ends; they become "\\n" so the model does not learn "\\r".
+    """
+    text = _text(row, names["text"])
+    code = _text(row, names["code"]).replace("\r\n", "\n")
+    tests = _field(row, names["test_list"])
+    if not isinstance(tests, list) or not all(isinstance(test, str) for test in tests):
+        raise _bad(names["test_list"], "is not a list of strings")
+    instruction = text + "\nYour code should pass these tests:\n" + "\n".join(tests)
+    return instruction, "", code
+
+
+def _messages(row: dict, name: str) -> tuple[str, str, str, bool]:
+    """A single-turn chat: an optional system message, one user and one assistant message.
+
+    The Alpaca layout has no place for a system prompt (its system slot holds the Alpaca
+    preamble), so a system message's text is dropped; the source report counts how many.
+    Multi-turn rows are bad rows: splitting them would train on answers without their context.
+    """
+    messages = _field(row, name)
+    if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
+        raise _bad(name, "is not a list of message objects")
+    roles = [message.get("role") for message in messages]
+    had_system = bool(roles) and roles[0] == "system"
+    turns = messages[1:] if had_system else messages
+    if [message.get("role") for message in turns] != ["user", "assistant"]:
+        raise _BadRow(
+            "not a single-turn chat",
+            f"field {name!r} has roles {roles}; only [system,] user, assistant rows are supported",
+        )
+    first = len(messages) - 2  # the user message's index
+    instruction = _text(turns[0], "content", label=f"{name}[{first}].content")
+    output = _text(turns[1], "content", label=f"{name}[{first + 1}].content")
+    return instruction, "", output, had_system
