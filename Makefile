@@ -43,8 +43,14 @@ $(VENV)/.installed-app: pyproject.toml $(LLAMA_WHEEL_DIR)/.built | $(VENV)/.pyth
 	$(BIN)/python -m pip install --quiet --find-links $(LLAMA_WHEEL_DIR) --only-binary llama-cpp-python -e .
 	touch $@
 
+# The tests train tiny models: torch is pinned first so that pip takes the CPU build
+# (a bare `torch` requirement would pull a CUDA build of several GB).
+TORCH_SPEC ?= torch==2.13.0
+
 $(VENV)/.installed-dev: $(VENV)/.installed-app
-	$(BIN)/python -m pip install --quiet --find-links $(LLAMA_WHEEL_DIR) --only-binary llama-cpp-python -e ".[dev]"
+	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install --quiet --find-links $(LLAMA_WHEEL_DIR) --only-binary llama-cpp-python \
+		-e ".[dev,train,eval]"
 	touch $@
 
 run: $(VENV)/.installed-app
