@@ -82,7 +82,7 @@ def check_adapter_file(adapter: Path, model: Path) -> None:
     """
     from desktop.gguf_header import GGUFHeaderError, read_gguf_header
 
-    choose = "Choose a LoRA adapter in GGUF form (kodcu-convert --lora-gguf makes one)."
+    choose = "Choose a LoRA adapter in GGUF form (llama.cpp's LoRA format)."
     check_gguf_file(adapter)
     try:
         metadata = read_gguf_header(adapter).metadata
