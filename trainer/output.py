@@ -155,7 +155,9 @@ def write_json(path: Path, data: Any) -> None:
 
 def finish_adapter_dir(staging: Path, output_dir: Path, record: dict) -> None:
     """Add kodcu.json and loss.png to the staged adapter and move everything into output_dir."""
-    plot_loss(record[METRICS]["loss_curve"], staging / LOSS_PNG, str(record[BASE_MODEL]))
+    base = record[BASE_MODEL]
+    title = f"LoRA on {Path(base.get('id') or base.get('path') or '?').name}"
+    plot_loss(record[METRICS]["loss_curve"], staging / LOSS_PNG, title)
     # An adapter from an earlier run in the same folder must not pass for this one midway.
     (output_dir / KODCU_JSON).unlink(missing_ok=True)
     for path in sorted(staging.iterdir()):
