@@ -25,6 +25,8 @@ import os
 import re
 import subprocess
 import sys
+import threading
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
@@ -167,26 +169,42 @@ def _child_command(path: Path) -> list[str]:
     return [sys.executable, "-m", "desktop.gguf_metadata", str(path)]
 
 
-def read_metadata(path: Path, timeout_s: float = 30) -> ModelInfo:
-    """Describe the GGUF model at `path`; raise MetadataError saying why when it cannot."""
+def read_metadata(
+    path: Path, timeout_s: float = 30, cancel: threading.Event | None = None
+) -> ModelInfo:
+    """Describe the GGUF model at `path`; raise MetadataError saying why when it cannot.
+
+    Setting `cancel` kills the reader at once (a dialog closing does not wait for it).
+    """
     try:
         check_gguf_file(path)  # the cheap checks give the clearest messages
     except ModelFileError as exc:
         raise MetadataError(path, exc.problem, exc.hint) from exc
     file_size = path.stat().st_size
-    try:
-        done = subprocess.run(
-            _child_command(path),
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            timeout=timeout_s,
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise MetadataError(
-            path,
-            f"reading its metadata took longer than {timeout_s:g} s",
-            "The disk may be slow or busy; try again.",
-        ) from exc
+    child = subprocess.Popen(
+        _child_command(path),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            stdout, stderr = child.communicate(timeout=0.1)
+            break
+        except subprocess.TimeoutExpired:
+            if time.monotonic() < deadline and not (cancel and cancel.is_set()):
+                continue
+            child.kill()
+            child.communicate()
+            if cancel and cancel.is_set():
+                raise MetadataError(path, "reading its metadata was cancelled", "") from None
+            raise MetadataError(
+                path,
+                f"reading its metadata took longer than {timeout_s:g} s",
+                "The disk may be slow or busy; try again.",
+            ) from None
+    done = subprocess.CompletedProcess(child.args, child.returncode, stdout, stderr)
     lines = done.stdout.decode("utf-8", "replace").strip().splitlines()
     try:
         reply = json.loads(lines[-1])

@@ -78,8 +78,10 @@ class Describer(QThread):
             if self._stop.is_set():
                 return
             try:
-                info = self._library.describe(entry)
+                info = self._library.describe(entry, cancel=self._stop)
             except (ValueError, OSError) as exc:  # MetadataError is a ValueError
+                if self._stop.is_set():
+                    return
                 self.failed.emit(entry.path, str(exc))
             else:
                 self.described.emit(entry.path, info)

@@ -127,13 +127,14 @@ class ModelLibrary:
             entry.info = self._cached_info(cache, entry)
         return entries
 
-    def describe(self, entry: ModelEntry) -> ModelInfo:
-        """Architecture, size, quantization...; raises MetadataError for a bad file."""
+    def describe(self, entry: ModelEntry, cancel: threading.Event | None = None) -> ModelInfo:
+        """Architecture, size, quantization...; raises MetadataError for a bad file
+        (or when `cancel` is set while the file is read)."""
         cached = self._cached_info(self._load_cache(), entry)
         if cached is not None:
             entry.info = cached
             return cached
-        info = read_metadata(entry.path)
+        info = read_metadata(entry.path, cancel=cancel)
         with self._cache_lock:
             cache = self._load_cache()
             cache[str(entry.path)] = {

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from desktop import gguf_metadata
@@ -94,6 +96,16 @@ def test_a_child_that_crashes(
 def test_a_child_that_takes_too_long(default_model: Path) -> None:
     error = failure(default_model, timeout_s=0.01)
     assert "took longer than 0.01 s" in error.problem
+
+
+def test_cancelling_kills_the_reader(default_model: Path) -> None:
+    # A dialog closing sets the event; the child is killed, not waited for.
+    cancel = threading.Event()
+    cancel.set()
+    with pytest.raises(MetadataError) as caught:
+        read_metadata(default_model, cancel=cancel)
+    assert "cancelled" in caught.value.problem
+    assert psutil.Process().children() == [], "no reader process left running"
 
 
 def test_parameters_estimated_without_a_size_label(tmp_path: Path) -> None:
