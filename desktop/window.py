@@ -16,10 +16,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QCloseEvent, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QApplication,
-    QHBoxLayout,
-    QLabel,
     QMainWindow,
-    QPushButton,
     QSplitter,
     QVBoxLayout,
     QWidget,
@@ -30,6 +27,7 @@ from desktop.adapter_box import AdapterBox
 from desktop.answering import Answering, answer_status
 from desktop.chat_view import ChatView
 from desktop.client import GenerationStats
+from desktop.composer import Composer, button, row
 from desktop.context import FittedContext
 from desktop.conversation import OpenConversation, ask_export_path
 from desktop.engine import Engine, EngineConfig, RemoteEndpoint
@@ -37,30 +35,12 @@ from desktop.engine_control import EngineControl
 from desktop.model_choice import ModelChoice
 from desktop.model_dialog import ModelDialog
 from desktop.model_library import ModelLibrary
-from desktop.prompt_edit import PromptEdit
 from desktop.settings import Settings, engine_setup, load_settings, save_settings
 from desktop.settings_dialog import SettingsDialog
 from desktop.sidebar import ConversationSidebar
 from desktop.store import ConversationStore, StoreError
 from desktop.theme import apply_theme
 from desktop.workers import StreamWorker
-
-
-def _button(text: str, accessible_name: str) -> QPushButton:
-    button = QPushButton(text)
-    button.setAccessibleName(accessible_name)
-    return button
-
-
-def _row(*widgets: QWidget | None) -> QHBoxLayout:
-    """Widgets side by side; None is a stretch, and a label takes the spare room."""
-    row = QHBoxLayout()
-    for widget in widgets:
-        if widget is None:
-            row.addStretch(1)
-        else:
-            row.addWidget(widget, 1 if isinstance(widget, QLabel) else 0)
-    return row
 
 
 class MainWindow(QMainWindow):
@@ -116,49 +96,22 @@ class MainWindow(QMainWindow):
         self.sidebar.message_found.connect(self._show_message)
         self.chat.edit_requested.connect(self.edit_question)
         self.editing: int | None = None  # position of the question being edited
-        self.prompt = PromptEdit()
-        self.prompt.setAccessibleName("Prompt")
-        self.prompt.setPlaceholderText(
-            "Ask a coding question… (Enter sends, Shift+Enter for a new line)"
-        )
-        self.prompt.setFixedHeight(96)
-        self.send_button = _button("Send", "Send")
-        self.stop_button = _button("Stop", "Stop")
-        self.regenerate_button = _button("Regenerate", "Regenerate")
-        self.continue_button = _button("Continue", "Continue the answer")
-        self.export_button = _button("Export…", "Export conversation")
-        self.models_button = _button("Models…", "Models")
+        self.composer = Composer()
+        self.export_button = button("Export…", "Export conversation")
+        self.models_button = button("Models…", "Models")
         self.adapter_box = AdapterBox()
         self.adapter_box.adapter_chosen.connect(self.use_adapter)
         self.adapter_box.add_failed.connect(self._show_error)
-        self.settings_button = _button("Settings…", "Settings")
-        self.restart_button = _button("Restart engine", "Restart engine")
-        self.status = QLabel()
-        self.status.setAccessibleName("Status")
-        self.error = QLabel()
-        self.error.setAccessibleName("Error")
-        self.error.setWordWrap(True)
-        self.error.setStyleSheet("color: #b00020;")
-        self.error.hide()
+        self.settings_button = button("Settings…", "Settings")
 
-        # Above the chat: what runs and how; below the prompt: the answer's controls.
-        top = _row(
+        # Above the chat: what runs and how; below it, the composer.
+        top = row(
             self.models_button, self.adapter_box, None, self.export_button, self.settings_button
-        )
-        bottom = _row(
-            self.status,
-            self.restart_button,
-            self.continue_button,
-            self.regenerate_button,
-            self.stop_button,
-            self.send_button,
         )
         layout = QVBoxLayout()
         layout.addLayout(top)
         layout.addWidget(self.chat, 1)
-        layout.addWidget(self.error)
-        layout.addWidget(self.prompt)
-        layout.addLayout(bottom)
+        layout.addWidget(self.composer)
         chat_panel = QWidget()
         chat_panel.setLayout(layout)
         splitter = QSplitter()
@@ -168,24 +121,24 @@ class MainWindow(QMainWindow):
         splitter.setSizes([260, 840])
         self.setCentralWidget(splitter)
 
-        self.send_button.clicked.connect(self.send)
-        self.stop_button.clicked.connect(self.stop)
-        self.restart_button.clicked.connect(self.start_engine)
+        self.composer.send_button.clicked.connect(self.send)
+        self.composer.stop_button.clicked.connect(self.stop)
+        self.composer.restart_button.clicked.connect(self.start_engine)
         self.settings_button.clicked.connect(self.open_settings)
         self.models_button.clicked.connect(self.open_models)
-        self.regenerate_button.clicked.connect(self.regenerate)
-        self.continue_button.clicked.connect(self.continue_answer)
+        self.composer.regenerate_button.clicked.connect(self.regenerate)
+        self.composer.continue_button.clicked.connect(self.continue_answer)
         self.export_button.clicked.connect(self.export)
         self.choice.changed.connect(self._model_changed)
         self.choice.refused.connect(self._show_error)
-        self.choice.note.connect(self.status.setText)
-        self.prompt.submitted.connect(self.send)
+        self.choice.note.connect(self.composer.say)
+        self.composer.prompt.submitted.connect(self.send)
         QShortcut(QKeySequence(Qt.Key.Key_Escape), self, activated=self.stop)
         QShortcut(QKeySequence.StandardKey.Preferences, self, activated=self.open_settings)
         QShortcut(QKeySequence.StandardKey.New, self, activated=self.sidebar.new_conversation)
         QShortcut(QKeySequence.StandardKey.Find, self, activated=self.sidebar.search_box.setFocus)
         self._set_busy(engine_ready=False, streaming=False)
-        self.prompt.setFocus()
+        self.composer.prompt.setFocus()
 
     def apply_theme(self, theme: str) -> None:
         """Switch the look ("system", "light" or "dark"), code blocks included."""
@@ -194,24 +147,18 @@ class MainWindow(QMainWindow):
         self.chat.set_code_style(apply_theme(app, theme))
 
     def _set_busy(self, *, engine_ready: bool, streaming: bool) -> None:
-        self.send_button.setEnabled(engine_ready and not streaming)
-        self.regenerate_button.setEnabled(engine_ready and not streaming)
-        # Going on from a cut-off answer needs a server that continues a final
-        # assistant message; Kodcu's engine does, an arbitrary remote one may not.
-        self.continue_button.setEnabled(
-            engine_ready
-            and not streaming
-            and self.engine_control.remote is None
-            and self.conversation.unfinished_answer()
-        )
-        self.stop_button.setEnabled(streaming)
-        self.restart_button.setVisible(
-            not engine_ready and not streaming and not self.engine_control.is_starting()
+        self.composer.set_state(
+            engine_ready=engine_ready,
+            streaming=streaming,
+            starting=self.engine_control.is_starting(),
+            # Going on from a cut-off answer needs a server that continues a final
+            # assistant message; Kodcu's engine does, an arbitrary remote one may not.
+            can_continue=self.engine_control.remote is None
+            and self.conversation.unfinished_answer(),
         )
 
     def _show_error(self, message: str) -> None:
-        self.error.setText(message)
-        self.error.show()
+        self.composer.show_error(message)
 
     # -- settings ------------------------------------------------------------------
 
@@ -278,8 +225,8 @@ class MainWindow(QMainWindow):
     def start_engine(self) -> None:
         if self.engine_control.is_starting():
             return
-        self.error.hide()
-        self.status.setText(f"Loading {self.engine_control.description()}…")
+        self.composer.error.hide()
+        self.composer.say(f"Loading {self.engine_control.description()}…")
         self.engine_control.start()
         self._set_busy(engine_ready=False, streaming=self.worker is not None)
 
@@ -289,11 +236,11 @@ class MainWindow(QMainWindow):
             status += (
                 f" · local API {self.engine_control.base_url}, key {self.engine_control.api_key}"
             )
-        self.status.setText(status)
+        self.composer.say(status)
         self._set_busy(engine_ready=True, streaming=self.worker is not None)
 
     def _engine_died(self, reason: str) -> None:
-        self.status.setText("Engine not running")
+        self.composer.say("Engine not running")
         self._show_error(
             f"The engine stopped unexpectedly ({reason}). "
             "Restart it to go on; the conversation is kept."
@@ -301,7 +248,7 @@ class MainWindow(QMainWindow):
         self._set_busy(engine_ready=False, streaming=self.worker is not None)
 
     def _engine_failed(self, message: str) -> None:
-        self.status.setText("Engine not running")
+        self.composer.say("Engine not running")
         self._show_error(message)
         self._set_busy(engine_ready=False, streaming=False)
 
@@ -329,7 +276,7 @@ class MainWindow(QMainWindow):
         self.conversation.open(conversation_id)
         self.choice.open(conversation_id)
         self._set_busy(engine_ready=self.engine_ready(), streaming=False)
-        self.prompt.setFocus()
+        self.composer.prompt.setFocus()
 
     def _conversation_deleted(self, conversation_id: int) -> None:
         if conversation_id == self.conversation.conversation_id:
@@ -345,11 +292,11 @@ class MainWindow(QMainWindow):
     # -- chat ----------------------------------------------------------------------
 
     def send(self) -> None:
-        text = self.prompt.toPlainText().strip()
+        text = self.composer.prompt.toPlainText().strip()
         if not text or not self.engine_ready() or self.worker is not None:
             return
-        self.error.hide()
-        self.prompt.clear()
+        self.composer.error.hide()
+        self.composer.prompt.clear()
         if self.editing is not None:  # the edited question replaces itself and what followed
             self.conversation.truncate(self.editing)
             self.editing = None
@@ -364,23 +311,23 @@ class MainWindow(QMainWindow):
         if self.worker is not None:
             return
         self.editing = position
-        self.prompt.setPlainText(self.chat.messages()[position].text())
-        self.prompt.setFocus()
-        self.status.setText("Editing a question: sending replaces it and every later message")
+        self.composer.prompt.setPlainText(self.chat.messages()[position].text())
+        self.composer.prompt.setFocus()
+        self.composer.say("Editing a question: sending replaces it and every later message")
 
     def regenerate(self) -> None:
         """Answer the last question again, replacing the last answer."""
         if not self.engine_ready() or self.worker is not None:
             return
         if self.conversation.drop_last_answer():
-            self.error.hide()
+            self.composer.error.hide()
             self._answer()
 
     def continue_answer(self) -> None:
         """Go on with the last answer from where it was cut off or stopped."""
-        if not self.continue_button.isEnabled():
+        if not self.composer.continue_button.isEnabled():
             return
-        self.error.hide()
+        self.composer.error.hide()
         self._answer(resume=True)
 
     def export(self) -> None:
@@ -398,7 +345,7 @@ class MainWindow(QMainWindow):
         except OSError as exc:
             self._show_error(f"Could not export to {path}: {exc.strerror or exc}.")
             return
-        self.status.setText(f"Exported to {path}")
+        self.composer.say(f"Exported to {path}")
 
     def _answer(self, resume: bool = False) -> None:
         """Stream an answer to the conversation as it stands (`resume`: add to the last one)."""
@@ -415,7 +362,7 @@ class MainWindow(QMainWindow):
             self.engine_control.n_ctx,
             {**self.settings.request_options(), **self.request_options},
         )
-        self.status.setText("Answering…")
+        self.composer.say("Answering…")
         self._set_busy(engine_ready=True, streaming=True)
 
     @property
@@ -437,13 +384,13 @@ class MainWindow(QMainWindow):
         self.conversation.end_answer("partial" if cut_off else "complete")
         self.sidebar.refresh()
         status = answer_status(stats, fitted, self.engine_control.n_ctx)
-        self.status.setText(status)
+        self.composer.say(status)
         self._set_busy(engine_ready=self.engine_ready(), streaming=False)
 
     def _on_failed(self, message: str) -> None:
         # Whatever arrived before the failure stays in the conversation.
         self.conversation.end_answer("partial")
-        self.status.setText("Answer failed")
+        self.composer.say("Answer failed")
         self._show_error(message)
         self._set_busy(engine_ready=self.engine_ready(), streaming=False)
         self.engine_control.check()

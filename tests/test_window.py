@@ -23,21 +23,21 @@ def window(qtbot, default_model: Path):
     assert win.engine_control.is_starting()
     with qtbot.waitSignal(win.engine_control.ready, timeout=60_000):
         pass
-    qtbot.waitUntil(lambda: win.send_button.isEnabled(), timeout=5_000)
+    qtbot.waitUntil(lambda: win.composer.send_button.isEnabled(), timeout=5_000)
     yield win
     win.close()
 
 
 def ask(qtbot, win: MainWindow, text: str = PROMPT):
-    win.prompt.setPlainText(text)
-    qtbot.mouseClick(win.send_button, Qt.MouseButton.LeftButton)
+    win.composer.prompt.setPlainText(text)
+    qtbot.mouseClick(win.composer.send_button, Qt.MouseButton.LeftButton)
     assert win.worker is not None, "Send started a worker"
     return win.worker
 
 
 def test_window_answers_a_prompt(qtbot, window: MainWindow) -> None:
     worker = ask(qtbot, window)
-    assert not window.send_button.isEnabled() and window.stop_button.isEnabled()
+    assert not window.composer.send_button.isEnabled() and window.composer.stop_button.isEnabled()
     with qtbot.waitSignal(worker.done, timeout=60_000) as blocker:
         pass
     stats = blocker.args[0]
@@ -45,22 +45,22 @@ def test_window_answers_a_prompt(qtbot, window: MainWindow) -> None:
     assert PROMPT in transcript
     assert window.answer.strip() and window.answer in transcript
     assert stats.tokens > 3
-    assert "tokens/s" in window.status.text()
-    qtbot.waitUntil(lambda: window.send_button.isEnabled(), timeout=5_000)
+    assert "tokens/s" in window.composer.status.text()
+    qtbot.waitUntil(lambda: window.composer.send_button.isEnabled(), timeout=5_000)
     assert window.conversation.context()[-1] == {"role": "assistant", "content": window.answer}
 
 
 def test_enter_sends_and_shift_enter_starts_a_new_line(qtbot, window: MainWindow) -> None:
-    qtbot.keyClicks(window.prompt, "first line")
-    qtbot.keyClick(window.prompt, Qt.Key.Key_Return, Qt.KeyboardModifier.ShiftModifier)
-    qtbot.keyClicks(window.prompt, "second line")
-    assert window.prompt.toPlainText() == "first line\nsecond line"
+    qtbot.keyClicks(window.composer.prompt, "first line")
+    qtbot.keyClick(window.composer.prompt, Qt.Key.Key_Return, Qt.KeyboardModifier.ShiftModifier)
+    qtbot.keyClicks(window.composer.prompt, "second line")
+    assert window.composer.prompt.toPlainText() == "first line\nsecond line"
     assert window.worker is None
-    qtbot.keyClick(window.prompt, Qt.Key.Key_Return)
+    qtbot.keyClick(window.composer.prompt, Qt.Key.Key_Return)
     assert window.worker is not None, "Enter sent the prompt"
-    assert window.prompt.toPlainText() == ""
+    assert window.composer.prompt.toPlainText() == ""
     with qtbot.waitSignal(window.worker.done, timeout=60_000) as blocker:
-        qtbot.keyClick(window.prompt, Qt.Key.Key_Escape)  # and Esc stops it
+        qtbot.keyClick(window.composer.prompt, Qt.Key.Key_Escape)  # and Esc stops it
     assert blocker.args[0].finish_reason == "cancelled"
     assert "first line\nsecond line" in window.chat.plain_text()
 
@@ -79,10 +79,10 @@ def start_endless_answer(qtbot, win: MainWindow):
 def test_stop_keeps_the_partial_answer(qtbot, window: MainWindow) -> None:
     worker = start_endless_answer(qtbot, window)
     with qtbot.waitSignal(worker.done, timeout=10_000) as blocker:
-        qtbot.mouseClick(window.stop_button, Qt.MouseButton.LeftButton)
+        qtbot.mouseClick(window.composer.stop_button, Qt.MouseButton.LeftButton)
     assert blocker.args[0].finish_reason == "cancelled"
     assert window.answer and window.answer in window.chat.plain_text()
-    assert "(stopped)" in window.status.text()
+    assert "(stopped)" in window.composer.status.text()
 
 
 def test_engine_crash_mid_answer_is_reported_and_restarted(qtbot, window: MainWindow) -> None:
@@ -92,25 +92,25 @@ def test_engine_crash_mid_answer_is_reported_and_restarted(qtbot, window: MainWi
         psutil.Process(old_pid).kill()  # what a native crash in llama.cpp looks like
     assert window.answer and window.answer in window.chat.plain_text()
     assert window.conversation.context()[-1]["content"] == window.answer, "partial answer kept"
-    qtbot.waitUntil(lambda: window.restart_button.isVisible(), timeout=5_000)
-    assert "engine stopped unexpectedly (killed by SIGKILL)" in window.error.text()
-    assert not window.send_button.isEnabled()
-    qtbot.mouseClick(window.restart_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: window.composer.restart_button.isVisible(), timeout=5_000)
+    assert "engine stopped unexpectedly (killed by SIGKILL)" in window.composer.error.text()
+    assert not window.composer.send_button.isEnabled()
+    qtbot.mouseClick(window.composer.restart_button, Qt.MouseButton.LeftButton)
     with qtbot.waitSignal(window.engine_control.ready, timeout=60_000):
         pass
     assert window.engine.pid != old_pid
-    qtbot.waitUntil(lambda: window.send_button.isEnabled(), timeout=5_000)
+    qtbot.waitUntil(lambda: window.composer.send_button.isEnabled(), timeout=5_000)
     worker = ask(qtbot, window)
     with qtbot.waitSignal(worker.done, timeout=60_000):
         pass
-    assert not window.error.isVisible()
+    assert not window.composer.error.isVisible()
 
 
 def test_engine_death_between_questions_is_noticed(qtbot, window: MainWindow) -> None:
     psutil.Process(window.engine.pid).kill()
-    qtbot.waitUntil(lambda: window.restart_button.isVisible(), timeout=5_000)
-    assert "engine stopped unexpectedly" in window.error.text()
-    assert not window.send_button.isEnabled()
+    qtbot.waitUntil(lambda: window.composer.restart_button.isVisible(), timeout=5_000)
+    assert "engine stopped unexpectedly" in window.composer.error.text()
+    assert not window.composer.send_button.isEnabled()
 
 
 def test_bad_model_shows_an_error_and_the_window_stays(qtbot, tmp_path: Path) -> None:
@@ -120,10 +120,10 @@ def test_bad_model_shows_an_error_and_the_window_stays(qtbot, tmp_path: Path) ->
     win.show()
     with qtbot.waitSignal(win.engine_control.failed, timeout=30_000):
         pass
-    qtbot.waitUntil(lambda: win.restart_button.isVisible(), timeout=5_000)
+    qtbot.waitUntil(lambda: win.composer.restart_button.isVisible(), timeout=5_000)
     assert win.isVisible()
-    assert win.error.isVisible() and str(bad) in win.error.text()
-    assert not win.send_button.isEnabled()
+    assert win.composer.error.isVisible() and str(bad) in win.composer.error.text()
+    assert not win.composer.send_button.isEnabled()
     win.close()
 
 

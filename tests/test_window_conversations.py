@@ -32,13 +32,13 @@ def open_window(qtbot, model: Path, store: ConversationStore) -> MainWindow:
     win.show()
     with qtbot.waitSignal(win.engine_control.ready, timeout=60_000):
         pass
-    qtbot.waitUntil(win.send_button.isEnabled, timeout=5_000)
+    qtbot.waitUntil(win.composer.send_button.isEnabled, timeout=5_000)
     return win
 
 
 def ask(qtbot, win: MainWindow, text: str):
-    win.prompt.setPlainText(text)
-    qtbot.keyClick(win.prompt, Qt.Key.Key_Return)
+    win.composer.prompt.setPlainText(text)
+    qtbot.keyClick(win.composer.prompt, Qt.Key.Key_Return)
     with qtbot.waitSignal(win.worker.done, timeout=60_000) as blocker:
         pass
     return blocker.args[0]  # GenerationStats
@@ -102,7 +102,7 @@ def test_unreadable_conversation_file_still_lets_the_user_chat(qtbot, default_mo
     win.request_options = {"max_tokens": 48}
     qtbot.addWidget(win)
     win.show()
-    assert str(broken) in win.error.text() and "not saved" in win.error.text()
+    assert str(broken) in win.composer.error.text() and "not saved" in win.composer.error.text()
     with qtbot.waitSignal(win.engine_control.ready, timeout=60_000):
         pass
     ask(qtbot, win, "Say hi.")
@@ -126,7 +126,7 @@ DRIVER = textwrap.dedent(
     pieces = []
 
     def started():
-        window.prompt.setPlainText("Write a long Python module.")
+        window.composer.prompt.setPlainText("Write a long Python module.")
         window.send()
         window.worker.piece.connect(on_piece)
 
@@ -172,8 +172,9 @@ def test_long_conversation_is_cut_visibly_not_refused(qtbot, default_model: Path
     ask(qtbot, win, "Summarise what we discussed.")
     assert win.answer, "the engine answered instead of refusing an over-long prompt"
     assert win.fitted is not None and win.fitted.left_out > 0
-    assert f"{win.fitted.left_out} earliest message(s) left out" in win.status.text()
-    assert "context" in win.status.text() and "/ 4,096 tokens" in win.status.text()
+    status = win.composer.status.text()
+    assert f"{win.fitted.left_out} earliest message(s) left out" in status
+    assert "context" in status and "/ 4,096 tokens" in status
     win.close()
 
 
@@ -183,7 +184,7 @@ def test_regenerate_replaces_the_last_answer(qtbot, default_model: Path, store) 
     conversation = win.conversation.conversation_id
     first_answer = store.messages(conversation)[-1]
     win.request_options["temperature"] = 1.0  # a fresh sample
-    qtbot.mouseClick(win.regenerate_button, Qt.MouseButton.LeftButton)
+    qtbot.mouseClick(win.composer.regenerate_button, Qt.MouseButton.LeftButton)
     with qtbot.waitSignal(win.worker.done, timeout=60_000):
         pass
     messages = store.messages(conversation)
@@ -197,15 +198,15 @@ def test_regenerate_replaces_the_last_answer(qtbot, default_model: Path, store) 
 def test_continue_goes_on_with_a_cut_off_answer(qtbot, default_model: Path, store) -> None:
     win = open_window(qtbot, default_model, store)
     win.request_options = {**ENDLESS, "max_tokens": 16, "temperature": 0}
-    assert not win.continue_button.isEnabled()
+    assert not win.composer.continue_button.isEnabled()
     stats = ask(qtbot, win, "Write a Python function that adds two numbers.")
     assert stats.finish_reason == "length"
-    assert "token limit reached" in win.status.text()
+    assert "token limit reached" in win.composer.status.text()
     conversation = win.conversation.conversation_id
     [_, cut] = store.messages(conversation)
     assert cut.status == "partial" and cut.content
-    qtbot.waitUntil(win.continue_button.isEnabled, timeout=5_000)
-    qtbot.mouseClick(win.continue_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(win.composer.continue_button.isEnabled, timeout=5_000)
+    qtbot.mouseClick(win.composer.continue_button, Qt.MouseButton.LeftButton)
     with qtbot.waitSignal(win.worker.done, timeout=60_000):
         pass
     [_, answer] = store.messages(conversation)
@@ -215,9 +216,9 @@ def test_continue_goes_on_with_a_cut_off_answer(qtbot, default_model: Path, stor
     assert win.chat.messages()[1].text() == answer.content
     # Reopened later, the conversation still offers to continue it.
     win.open_conversation(None)
-    assert not win.continue_button.isEnabled()
+    assert not win.composer.continue_button.isEnabled()
     win.open_conversation(conversation)
-    assert win.continue_button.isEnabled()
+    assert win.composer.continue_button.isEnabled()
     win.close()
 
 
@@ -233,7 +234,7 @@ def test_export_writes_the_conversation_as_markdown(
     text = target.read_text()
     assert text.startswith("# Write hello world in Rust.")
     assert "## You\n\nWrite hello world in Rust." in text and win.answer.strip() in text
-    assert str(target) in win.status.text()
+    assert str(target) in win.composer.status.text()
     win.close()
 
 
@@ -244,9 +245,9 @@ def test_edit_and_resend_replaces_later_turns(qtbot, default_model: Path, store)
     conversation = win.conversation.conversation_id
     first_question = win.chat.messages()[0]
     qtbot.mouseClick(first_question.edit_button, Qt.MouseButton.LeftButton)
-    assert win.prompt.toPlainText() == "Sort a list in Python."
-    win.prompt.setPlainText("Sort a list in Rust.")
-    qtbot.keyClick(win.prompt, Qt.Key.Key_Return)
+    assert win.composer.prompt.toPlainText() == "Sort a list in Python."
+    win.composer.prompt.setPlainText("Sort a list in Rust.")
+    qtbot.keyClick(win.composer.prompt, Qt.Key.Key_Return)
     with qtbot.waitSignal(win.worker.done, timeout=60_000):
         pass
     messages = store.messages(conversation)

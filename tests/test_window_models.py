@@ -31,12 +31,12 @@ def open_window(qtbot, model: Path, store: ConversationStore) -> MainWindow:
 
 
 def wait_ready(qtbot, win: MainWindow) -> None:
-    qtbot.waitUntil(win.send_button.isEnabled, timeout=60_000)
+    qtbot.waitUntil(win.composer.send_button.isEnabled, timeout=60_000)
 
 
 def ask(qtbot, win: MainWindow, text: str = QUESTION) -> str:
-    win.prompt.setPlainText(text)
-    qtbot.keyClick(win.prompt, Qt.Key.Key_Return)
+    win.composer.prompt.setPlainText(text)
+    qtbot.keyClick(win.composer.prompt, Qt.Key.Key_Return)
     with qtbot.waitSignal(win.worker.done, timeout=60_000):
         pass
     return win.answer
@@ -65,7 +65,8 @@ def test_an_adapter_is_switched_on_and_off_without_restarting_the_app(
 
     choose(qtbot, win, "style-lora.gguf")
     assert win.engine_control.config.lora_path == folder / "style-lora.gguf"
-    assert "style-lora.gguf" in win.status.text() and "style-lora.gguf" in win.windowTitle()
+    assert "style-lora.gguf" in win.composer.status.text()
+    assert "style-lora.gguf" in win.windowTitle()
     tuned = ask(qtbot, win)
     assert tuned != base, "the adapter changes what the model says"
     conversation = store.conversation(win.conversation.conversation_id)
@@ -85,10 +86,10 @@ def test_a_wrong_adapter_is_refused_with_its_reason(
     wrong = gguf_files.write_lora_gguf(tmp_path / "llama-lora.gguf", "llama", {}, 8.0)
     with qtbot.waitSignal(win.adapter_box.added, timeout=10_000):
         win.adapter_box.add_file(wrong)
-    assert "made for llama models" in win.error.text() and win.error.isVisible()
+    assert "made for llama models" in win.composer.error.text() and win.composer.error.isVisible()
     assert win.adapter is None and win.adapter_box.currentText() == NO_ADAPTER
     assert win.engine.pid == pid, "the running engine was left alone"
-    assert win.send_button.isEnabled()
+    assert win.composer.send_button.isEnabled()
     win.close()
 
 
@@ -129,7 +130,7 @@ def test_each_conversation_goes_back_to_its_own_model(
     wait_ready(qtbot, win)
     store.set_model(second, str(other))
     win.sidebar.select(second)
-    assert "templated.gguf is no longer on this computer" in win.status.text()
+    assert "templated.gguf is no longer on this computer" in win.composer.status.text()
     assert store.conversation(second).model == str(default_model)
     assert Path(moved).exists()
     win.close()

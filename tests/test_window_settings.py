@@ -26,8 +26,8 @@ def open_window(qtbot, model: Path) -> MainWindow:
 
 
 def ask(qtbot, win: MainWindow, text: str):
-    win.prompt.setPlainText(text)
-    qtbot.keyClick(win.prompt, Qt.Key.Key_Return)
+    win.composer.prompt.setPlainText(text)
+    qtbot.keyClick(win.composer.prompt, Qt.Key.Key_Return)
     worker = win.worker
     with qtbot.waitSignal(worker.done, timeout=60_000):
         pass
@@ -62,7 +62,7 @@ def test_engine_settings_restart_the_engine(qtbot, default_model: Path) -> None:
     assert saved.context_size == 2048 and not problems
     win.request_options = {"max_tokens": 8}
     ask(qtbot, win, "Hi")
-    assert "/ 2,048 tokens" in win.status.text()
+    assert "/ 2,048 tokens" in win.composer.status.text()
     # Sampling-only changes do not restart the engine.
     pid = win.engine.pid
     win.apply_settings(replace(win.settings, temperature=0.5))
@@ -74,9 +74,8 @@ def test_local_api_setting_serves_ide_plugins_with_the_key(qtbot, default_model:
     port = free_port()
     save_settings(Settings(api_enabled=True, api_port=port, api_key="plugin-key-123"))
     win = open_window(qtbot, default_model)
-    assert (
-        f"http://127.0.0.1:{port}/v1" in win.status.text() and "plugin-key-123" in win.status.text()
-    )
+    status = win.composer.status.text()
+    assert f"http://127.0.0.1:{port}/v1" in status and "plugin-key-123" in status
     request = urllib.request.Request(
         f"http://127.0.0.1:{port}/v1/models", headers={"Authorization": "Bearer plugin-key-123"}
     )
@@ -90,7 +89,7 @@ def test_remote_endpoint_replaces_the_local_engine(qtbot, default_model: Path, e
     save_settings(Settings(remote_url=engine.base_url, remote_api_key=engine.api_key))
     win = open_window(qtbot, default_model)
     assert win.engine is None, "no local engine is started"
-    assert engine.base_url in win.status.text()
+    assert engine.base_url in win.composer.status.text()
     win.request_options = {"max_tokens": 8}
     worker = ask(qtbot, win, "Hi")
     assert worker.stream.base_url == engine.base_url and win.answer
@@ -103,7 +102,7 @@ def test_bad_settings_file_is_reported_and_defaults_used(qtbot, default_model: P
     settings_path().write_text(json.dumps({"temperature": "hot", "context_size": 2048}))
     win = MainWindow(default_model)
     qtbot.addWidget(win)
-    assert "temperature" in win.error.text()
+    assert "temperature" in win.composer.error.text()
     assert win.settings.temperature == Settings().temperature
     assert win.settings.context_size == 2048
     win.close()
@@ -124,5 +123,5 @@ def test_choosing_another_model_restarts_the_engine_on_it(
     with qtbot.waitSignal(win.engine_control.ready, timeout=60_000):
         win.use_model(other)
     assert win.engine.config.model == other and win.engine.chat_template == "gguf"
-    assert "templated.gguf" in win.windowTitle() and "templated.gguf" in win.status.text()
+    assert "templated.gguf" in win.windowTitle() and "templated.gguf" in win.composer.status.text()
     win.close()
