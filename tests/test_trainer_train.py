@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
 
 from kodcu.prompt import ALPACA_CHAT_TEMPLATE
@@ -278,18 +279,31 @@ def test_the_cli_reports_a_data_error_in_one_line_with_status_2(tmp_path: Path, 
     assert str(missing) in err
 
 
+# The same command under each launcher, two CPU processes (gloo); FSDP shards the
+# model across them and gathers the adapter back for saving.
+ACCELERATE = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2"]
+ACCELERATE += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+LAUNCHERS = {
+    "torchrun-ddp": [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"],
+    "accelerate-ddp": [*ACCELERATE, "--cpu"],
+    "accelerate-fsdp": [*ACCELERATE, "--use_fsdp", "--fsdp_version", "2"],
+}
+
+
 @pytest.mark.slow
-def test_torchrun_ddp_on_two_processes_writes_the_adapter_once(tmp_path: Path) -> None:
+@pytest.mark.parametrize("launcher", LAUNCHERS)
+def test_two_processes_write_the_adapter_once(tmp_path: Path, launcher: str) -> None:
     config = write_yaml(tmp_path, tiny_model(tmp_path / "base", "llama"))
     env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
-    command += ["-m", "trainer", str(config), "training.max_steps=3"]
+    command = [*LAUNCHERS[launcher], "-m", "trainer", str(config), "training.max_steps=3"]
     result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.count("adapter written to out") == 1
     record = json.loads((tmp_path / "out" / "kodcu.json").read_text())
     assert record["metrics"]["steps"] == 3
     assert not (tmp_path / "out" / ".staging").exists()
+    adapter = load_file(tmp_path / "out" / "adapter_model.safetensors")
+    assert len(adapter) == 28, "every LoRA matrix of the 2-layer model, gathered whole"
 
 
 @pytest.mark.slow
