@@ -1,0 +1,1 @@
+"""Kodcu evaluation: HumanEval and MBPP, pass@k, and the sandbox that runs generated code."""

@@ -1,0 +1,209 @@
+"""The model under evaluation: a GGUF, a Hugging Face folder, a Kodcu adapter, or a URL.
+
+    model = open_model("model.gguf", adapter=Path("lora.gguf"))
+    text = model.complete(prompt, stops=["\\ndef "], max_tokens=384, temperature=0.0)
+    text = model.chat([{"role": "user", "content": "..."}], max_tokens=384, temperature=0.0)
+
+A GGUF runs in this process through llama-cpp-python, laid out in the same chat
+template the desktop uses (the GGUF's own, or Kodcu's Alpaca template). A Hugging
+Face model folder or a Kodcu/PEFT adapter folder runs through transformers (slow
+on a CPU: it is there to compare against the GGUF). A URL is any OpenAI-compatible
+server (llama-server, Ollama, vLLM, `kodcu-serve`); its key comes from the
+KODCU_EVAL_API_KEY environment variable.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any, Protocol
+
+from evaluation.extract import cut_at_stops, repeating
+
+Message = dict[str, str]
+
+
+class ModelError(ValueError):
+    """The model cannot be opened; the message names it and says what to do."""
+
+
+class Model(Protocol):
+    name: str
+
+    def complete(self, prompt: str, stops: list[str], max_tokens: int, temperature: float) -> str:
+        """A base-model completion of `prompt`, ending before any stop sequence."""
+        ...
+
+    def chat(self, messages: list[Message], max_tokens: int, temperature: float) -> str:
+        """A chat model's answer, through the model's chat template."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def open_model(spec: str, adapter: Path | None = None, threads: int | None = None) -> Model:
+    """The model `spec` names: a URL, a .gguf file, or a model / adapter folder."""
+    if spec.startswith(("http://", "https://")):
+        return EndpointModel(spec, os.environ.get("KODCU_EVAL_API_KEY"))
+    path = Path(spec).expanduser()
+    if not path.exists():
+        raise ModelError(f"--model {spec}: no such file or folder")
+    if path.is_file():
+        return GGUFModel(path, adapter, threads)
+    if adapter is not None:
+        raise ModelError("--adapter applies a LoRA GGUF over a GGUF model; give a .gguf --model")
+    if (path / "adapter_config.json").is_file() or (path / "config.json").is_file():
+        return HFModel(path)
+    raise ModelError(
+        f"--model {spec}: a folder without config.json or adapter_config.json; give a GGUF "
+        "file, a Hugging Face model folder, a Kodcu adapter folder or a server URL"
+    )
+
+
+class GGUFModel:
+    """llama.cpp in this process; the chat template as the desktop lays it out."""
+
+    def __init__(self, path: Path, adapter: Path | None, threads: int | None) -> None:
+        from desktop.engine import default_threads
+        from desktop.engine_child import chat_handler
+        from desktop.model_file import ModelFileError, check_adapter_file, check_gguf_file
+        from kodcu.prompt import ALPACA_CHAT_TEMPLATE, ALPACA_STOP_STRINGS
+
+        try:
+            check_gguf_file(path)
+            if adapter is not None:
+                check_adapter_file(adapter, path)
+        except ModelFileError as error:
+            raise ModelError(str(error)) from None
+        from llama_cpp import Llama
+
+        self.name = path.name + (f" + {adapter.name}" if adapter else "")
+        self.llama = Llama(
+            model_path=str(path),
+            lora_path=str(adapter) if adapter else None,
+            n_ctx=4096,
+            n_threads=threads or default_threads(),
+            n_threads_batch=threads or default_threads(),
+            logits_all=False,
+            verbose=False,
+        )
+        template = self.llama.metadata.get("tokenizer.chat_template")
+        stops = [] if template else ALPACA_STOP_STRINGS
+        self.llama.chat_handler = chat_handler(self.llama, template or ALPACA_CHAT_TEMPLATE, stops)
+
+    def complete(self, prompt: str, stops: list[str], max_tokens: int, temperature: float) -> str:
+        text = ""
+        pieces = self.llama.create_completion(
+            prompt, max_tokens=max_tokens, temperature=temperature, stop=stops, stream=True
+        )
+        for piece in pieces:
+            text += piece["choices"][0]["text"]
+            if temperature == 0 and repeating(text):
+                break  # a greedy loop: it would repeat this line up to max_tokens
+        return text
+
+    def chat(self, messages: list[Message], max_tokens: int, temperature: float) -> str:
+        reply = self.llama.create_chat_completion(
+            messages, max_tokens=max_tokens, temperature=temperature
+        )
+        return reply["choices"][0]["message"]["content"] or ""
+
+    def close(self) -> None:
+        self.llama.close()
+
+
+class HFModel:
+    """transformers on the CPU or a GPU; a PEFT adapter folder is loaded over its base."""
+
+    def __init__(self, path: Path) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.name = path.name
+        self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        dtype = torch.bfloat16 if self.device == "cuda" else torch.float32
+        try:
+            if (path / "adapter_config.json").is_file():
+                from peft import AutoPeftModelForCausalLM
+
+                self.model = AutoPeftModelForCausalLM.from_pretrained(path, dtype=dtype)
+            else:
+                self.model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+            self.tokenizer = AutoTokenizer.from_pretrained(path)
+        except (OSError, ValueError) as error:
+            raise ModelError(f"--model {path}: cannot load it ({error})") from None
+        self.model.to(self.device).eval()
+
+    def _generate(self, ids: list[int], max_tokens: int, temperature: float, stops: list[str]):
+        import torch
+
+        inputs = torch.tensor([ids], device=self.device)
+        sampling: dict[str, Any] = {"do_sample": temperature > 0}
+        if temperature > 0:
+            sampling["temperature"] = temperature
+        with torch.no_grad():
+            out = self.model.generate(
+                input_ids=inputs,
+                attention_mask=torch.ones_like(inputs),
+                max_new_tokens=max_tokens,
+                stop_strings=stops or None,
+                tokenizer=self.tokenizer,
+                pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id,
+                **sampling,
+            )
+        return self.tokenizer.decode(out[0, len(ids) :], skip_special_tokens=True)
+
+    def complete(self, prompt: str, stops: list[str], max_tokens: int, temperature: float) -> str:
+        ids = self.tokenizer(prompt)["input_ids"]
+        return cut_at_stops(self._generate(ids, max_tokens, temperature, stops), stops)
+
+    def chat(self, messages: list[Message], max_tokens: int, temperature: float) -> str:
+        ids = self.tokenizer.apply_chat_template(
+            messages, add_generation_prompt=True, tokenize=True
+        )
+        if isinstance(ids, dict):  # transformers 5 returns a BatchEncoding
+            ids = ids["input_ids"]
+        return self._generate(list(ids), max_tokens, temperature, [])
+
+    def close(self) -> None:
+        del self.model
+
+
+class EndpointModel:
+    """An OpenAI-compatible server: /completions for base prompts, /chat/completions else."""
+
+    def __init__(self, url: str, api_key: str | None) -> None:
+        self.url = url.rstrip("/")
+        self.api_key = api_key
+        self.name = self.url
+
+    def _post(self, route: str, body: dict[str, Any]) -> dict[str, Any]:
+        headers = {"Content-Type": "application/json"}
+        if self.api_key:
+            headers["Authorization"] = f"Bearer {self.api_key}"
+        request = urllib.request.Request(
+            self.url + route, data=json.dumps(body).encode(), headers=headers
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=600) as response:
+                return json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            detail = error.read().decode("utf-8", "replace")[:300]
+            raise ModelError(f"{self.url}{route}: HTTP {error.code}: {detail}") from None
+        except urllib.error.URLError as error:
+            raise ModelError(f"{self.url}: cannot connect ({error.reason})") from None
+
+    def complete(self, prompt: str, stops: list[str], max_tokens: int, temperature: float) -> str:
+        body = {"prompt": prompt, "max_tokens": max_tokens, "temperature": temperature}
+        reply = self._post("/completions", {**body, "stop": stops[:4]})  # OpenAI allows 4
+        return cut_at_stops(reply["choices"][0]["text"], stops)
+
+    def chat(self, messages: list[Message], max_tokens: int, temperature: float) -> str:
+        body = {"messages": messages, "max_tokens": max_tokens, "temperature": temperature}
+        return self._post("/chat/completions", body)["choices"][0]["message"]["content"] or ""
+
+    def close(self) -> None:
+        pass

