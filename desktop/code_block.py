@@ -1,15 +1,24 @@
-"""One code block of an answer: its language, a Copy button and the highlighted code.
+"""One code block of an answer: its language, Copy (and Run for Python), and the code.
 
 The view keeps the code exactly as the answer gave it and copies that string,
 never the editor's text, so the clipboard gets the code byte for byte (the
 editor may turn special spaces or line separators into something else).
+
+Run executes a Python block with evaluation.sandbox, off the UI thread, with
+time, memory, process and output limits, and shows stdout, stderr and how it
+ended under the code. That is not a security sandbox: it stops runaway
+programs, not an attacker, so the button's tooltip tells the user to read the
+code first.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
+import threading
+from typing import Any
 
-from PySide6.QtCore import Qt, QTimer
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QFontDatabase, QGuiApplication, QPalette, QTextCursor
 from PySide6.QtWidgets import (
     QFrame,
@@ -30,13 +39,20 @@ MAX_VISIBLE_LINES = 40
 COPIED_FEEDBACK_MS = 1500
 COPY_TEXT = "Copy"
 COPIED_TEXT = "Copied"
+RUN_TEXT = "Run"
+RUNNING_TEXT = "Running…"
+# Limits of a program run from the chat: generous for a script, short enough to wait for.
+RUN_WALL_S = 20.0
+RUN_OUTPUT_LINES = 12
 # Streamed code reaches the editor at most this often: each change lexes the
 # whole block again, and a model can send far more pieces per second than that.
 STREAM_FLUSH_MS = 50
 
 
 class CodeBlockView(QFrame):
-    """A header (language and Copy) above a read-only, highlighted, unwrapped code view."""
+    """A header (language, Run, Copy) above a read-only, highlighted, unwrapped code view."""
+
+    ran = Signal(object)  # evaluation.sandbox.Outcome, from the thread that ran the code
 
     def __init__(
         self,
@@ -63,6 +79,19 @@ class CodeBlockView(QFrame):
         self.copy_button.setAccessibleName("Copy code")
         self.copy_button.setToolTip("Copy the code to the clipboard")
         self.copy_button.clicked.connect(self.copy)
+        self.run_button = QPushButton(RUN_TEXT)
+        self.run_button.setAccessibleName("Run code")
+        self.run_button.setToolTip(
+            "Run this Python code here, with time and memory limits. It is not a security "
+            "sandbox: read the code before you run it."
+        )
+        self.run_button.clicked.connect(self.run)
+        self.output = QPlainTextEdit()
+        self.output.setAccessibleName("Run output")
+        self.output.setReadOnly(True)
+        self.output.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
+        self.output.hide()
+        self.ran.connect(self._show_run)
 
         self.editor = QPlainTextEdit()
         self.editor.setAccessibleName("Code")
@@ -103,12 +132,14 @@ class CodeBlockView(QFrame):
         header.setContentsMargins(6, 2, 2, 2)
         header.addWidget(self.language_label)
         header.addStretch(1)
+        header.addWidget(self.run_button)
         header.addWidget(self.copy_button)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(0)
         layout.addLayout(header)
         layout.addWidget(self.editor)
+        layout.addWidget(self.output)
         self._fit_height()
 
     def code(self) -> str:
@@ -124,6 +155,40 @@ class CodeBlockView(QFrame):
         QGuiApplication.clipboard().setText(self._code)
         self.copy_button.setText(COPIED_TEXT)
         self._feedback_timer.start()
+
+    def run(self) -> None:
+        """Run the Python code in the sandbox; `ran` follows with how it ended."""
+        if not self.run_button.isEnabled():
+            return
+        self.run_button.setEnabled(False)
+        self.run_button.setText(RUNNING_TEXT)
+        code = self._code
+        threading.Thread(target=self._run_in_background, args=(code,), daemon=True).start()
+
+    def _run_in_background(self, code: str) -> None:
+        from evaluation.sandbox import Limits, run_program
+
+        outcome = run_program(code, Limits(wall_s=RUN_WALL_S, cpu_s=RUN_WALL_S))
+        with contextlib.suppress(RuntimeError):  # the view was closed while it ran
+            self.ran.emit(outcome)
+
+    def _show_run(self, outcome: Any) -> None:
+        self.run_button.setText(RUN_TEXT)
+        self.run_button.setEnabled(True)
+        ending = (
+            f"exit status 0 · {outcome.duration_s:.2f} s"
+            if outcome.passed
+            else f"{outcome.status}: {outcome.reason} · {outcome.duration_s:.2f} s"
+        )
+        parts = [outcome.stdout.rstrip("\n")]
+        if outcome.stderr.strip():
+            parts.append("stderr:\n" + outcome.stderr.rstrip("\n"))
+        parts.append(f"[{ending}]")
+        self.output.setPlainText("\n".join(part for part in parts if part))
+        lines = min(self.output.document().blockCount(), RUN_OUTPUT_LINES)
+        margin = 2 * self.output.frameWidth() + 2 * self.output.document().documentMargin() + 2
+        self.output.setFixedHeight(int(lines * self.output.fontMetrics().lineSpacing() + margin))
+        self.output.show()
 
     def append_code(self, text: str) -> None:
         """Add streamed code at the end; the document is extended, not rebuilt.
@@ -174,6 +239,7 @@ class CodeBlockView(QFrame):
     def _show_language(self) -> None:
         label = language_label(self.highlighter.lexer())
         self.language_label.setText(label)
+        self.run_button.setVisible(label.startswith("Python"))
         self.editor.setAccessibleDescription(f"{label} code")
 
     def _apply_colors(self) -> None:

@@ -18,6 +18,7 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import QPlainTextEdit
 
+from desktop import code_block
 from desktop.code_block import COPIED_TEXT, COPY_TEXT, MAX_VISIBLE_LINES, CodeBlockView
 from desktop.highlight import PygmentsHighlighter, language_label, lexer_for
 
@@ -128,6 +129,8 @@ def test_poor_guesses_fall_back_to_text() -> None:
 def test_controls_have_accessible_names(qtbot) -> None:
     view = make_view(qtbot, PYTHON_CODE, "python")
     assert view.copy_button.accessibleName() == "Copy code"
+    assert view.run_button.accessibleName() == "Run code"
+    assert view.output.accessibleName() == "Run output"
     assert view.language_label.accessibleName() == "Code language"
     assert view.editor.accessibleName() == "Code"
     assert view.editor.accessibleDescription() == "Python code"
@@ -287,3 +290,39 @@ def test_other_lexers_colour_something(qtbot, language: str, code: str) -> None:
         if color_at(document, line, column) is not None
     ]
     assert coloured
+
+
+def run_block(qtbot, view: CodeBlockView) -> str:
+    with qtbot.waitSignal(view.ran, timeout=30_000):
+        qtbot.mouseClick(view.run_button, Qt.MouseButton.LeftButton)
+        assert not view.run_button.isEnabled(), "one run at a time"
+    assert view.output.isVisible() and view.run_button.isEnabled()
+    return view.output.toPlainText()
+
+
+def test_run_shows_the_output_and_how_the_program_ended(qtbot) -> None:
+    view = CodeBlockView("import sys\nprint(6 * 7)\nprint('oops', file=sys.stderr)\n", "python")
+    qtbot.addWidget(view)
+    view.show()
+    assert view.run_button.isVisible() and not view.output.isVisible()
+    shown = run_block(qtbot, view)
+    assert shown.startswith("42\nstderr:\noops\n[exit status 0 · ")
+
+
+def test_run_reports_a_failure_and_a_runaway_program(qtbot, monkeypatch) -> None:
+    failing = CodeBlockView("raise ValueError('bad input')\n", "python")
+    qtbot.addWidget(failing)
+    failing.show()
+    assert "ValueError: bad input" in run_block(qtbot, failing)
+    monkeypatch.setattr(code_block, "RUN_WALL_S", 1.0)  # a short wait for the test
+    endless = CodeBlockView("while True:\n    pass\n", "python")
+    qtbot.addWidget(endless)
+    endless.show()
+    assert "[timeout: " in run_block(qtbot, endless)
+
+
+def test_only_python_blocks_can_be_run(qtbot) -> None:
+    view = CodeBlockView("SELECT 1;", "sql")
+    qtbot.addWidget(view)
+    view.show()
+    assert not view.run_button.isVisible()
