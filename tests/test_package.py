@@ -33,7 +33,7 @@ def test_base_install_is_the_desktop() -> None:
 
 
 def test_console_scripts_run() -> None:
-    for script in ("kodcu", "kodcu-serve"):
+    for script in ("kodcu", "kodcu-serve", "kodcu-train", "kodcu-eval"):
         path = shutil.which(script, path=str(sys.prefix) + "/bin")
         assert path, f"{script} is not installed"
         done = subprocess.run([path, "--help"], capture_output=True, text=True, timeout=60)
