@@ -32,3 +32,9 @@ def engine(default_model: Path) -> Iterator[Engine]:
 def _private_data_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
     # Tests never write into the user's real data directory.
     monkeypatch.setenv("KODCU_DATA_DIR", str(tmp_path_factory.mktemp("data")))
+
+
+@pytest.fixture()
+def offline_hub(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Hugging Face Hub is out of reach: libraries fail at once instead of retrying."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")

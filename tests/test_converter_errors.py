@@ -16,10 +16,7 @@ from converter.safety import check_free_space, partial_output, partial_path
 from converter.source import identify_source
 from tests.tiny_gguf_models import build_tiny_adapter, build_tiny_model
 
-
-@pytest.fixture(autouse=True)
-def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+pytestmark = pytest.mark.usefixtures("offline_hub")
 
 
 @pytest.fixture(scope="module")

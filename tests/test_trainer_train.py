@@ -26,9 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 GEMMA3_HF = Path(__file__).resolve().parents[2] / "shared" / "tools" / "gemma3-hf"
 
 
-@pytest.fixture(autouse=True)
-def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+pytestmark = pytest.mark.usefixtures("offline_hub")
 
 
 def make_config(tmp_path: Path, base: Path, **sections: dict) -> TrainConfig:
