@@ -37,8 +37,18 @@ def running(pid: int) -> bool:
         return False
 
 
+def children() -> set[int]:
+    """This process's descendants now (other tests may have left an engine running)."""
+    return {child.pid for child in psutil.Process().children(recursive=True)}
+
+
 @pytest.fixture(scope="module")
-def corpus() -> dict[str, Outcome]:
+def before_corpus() -> set[int]:
+    return children()
+
+
+@pytest.fixture(scope="module")
+def corpus(before_corpus: set[int]) -> dict[str, Outcome]:
     """Every hostile program, run two at a time, then one ordinary program after them."""
     with Sandbox(LIMITS, workers=2) as sandbox:
         futures = {
@@ -68,9 +78,11 @@ def test_the_evaluator_survives_and_runs_the_next_program(corpus: dict[str, Outc
     assert (outcome.status, outcome.stdout) == ("passed", "42\n")
 
 
-def test_no_process_is_left_after_the_corpus(corpus: dict[str, Outcome]):
+def test_no_process_is_left_after_the_corpus(
+    corpus: dict[str, Outcome], before_corpus: set[int]
+) -> None:
     assert corpus  # the corpus has run
-    assert psutil.Process().children(recursive=True) == []
+    assert children() - before_corpus == set()
     assert marked_processes() == []
 
 
@@ -179,16 +191,17 @@ def test_sandbox_runs_in_parallel_in_submission_order():
 
 
 def test_close_kills_running_programs_and_drops_waiting_ones():
+    before = children()
     sandbox = Sandbox(Limits(wall_s=60), workers=2)
     sleeping = [sandbox.submit("import time\ntime.sleep(60)\n") for _ in range(2)]
     waiting: Future[Outcome] = sandbox.submit("print('never')")
     # Both workers are busy once two runs' processes exist below this process.
     deadline = time.monotonic() + 30
-    while len(psutil.Process().children()) < 2 and time.monotonic() < deadline:
+    while len(children() - before) < 2 and time.monotonic() < deadline:
         time.sleep(0.05)
     sandbox.close()
     for future in sleeping:
         assert future.result().status == "killed"
         assert future.result().reason == "the sandbox was closed"
     assert waiting.cancelled()
-    assert psutil.Process().children(recursive=True) == []
+    assert children() - before == set()

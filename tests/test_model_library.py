@@ -34,9 +34,9 @@ def child_runs(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
     calls: list[Path] = []
     real = model_library.read_metadata
 
-    def counting(path: Path, timeout_s: float = 30) -> ModelInfo:
+    def counting(path: Path, timeout_s: float = 30, cancel=None) -> ModelInfo:
         calls.append(path)
-        return real(path, timeout_s)
+        return real(path, timeout_s, cancel)
 
     monkeypatch.setattr(model_library, "read_metadata", counting)
     return calls
