@@ -13,15 +13,14 @@ and all three tests ("Your code should pass these tests:"), as in the MBPP paper
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 from evaluation.extract import extract_code
+from kodcu.mbpp import MBPP_TEST_IDS, MBPPError, read_mbpp
 
 BENCHMARKS = ("humaneval", "mbpp")
-MBPP_TEST_IDS = range(11, 511)  # the test split: task ids 11-510
 PromptKind = Literal["base", "instruct"]
 
 # Where a base model's completion of a function body ends: the next top-level
@@ -103,27 +102,11 @@ def mbpp(path: Path | None) -> list[Problem]:
 
 
 def _mbpp_rows(path: Path | None) -> list[dict]:
-    if path is None:
-        try:
-            import datasets
-
-            return [dict(r) for r in datasets.load_dataset("mbpp", "full", split="test")]
-        except Exception as error:  # noqa: BLE001 - offline, missing package, Hub errors
-            raise ProblemError(
-                f"MBPP could not be loaded from the Hugging Face Hub ({error}); "
-                "give a local copy with --mbpp mbpp.jsonl"
-            ) from None
+    hint = "give a local copy with --mbpp mbpp.jsonl"
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as error:
-        raise ProblemError(f"{path}: cannot read MBPP ({error.strerror})") from None
-    rows = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-            rows.append({**row, "task_id": int(row["task_id"])})
-        except (ValueError, KeyError, TypeError) as error:
-            raise ProblemError(f"{path}, line {number}: not an MBPP row ({error})") from None
-    return rows
+        rows = read_mbpp(path, hint)
+        return [{**row, "task_id": int(row["task_id"])} for row in rows]
+    except MBPPError as error:
+        raise ProblemError(str(error)) from None
+    except (KeyError, TypeError, ValueError) as error:
+        raise ProblemError(f"{path}: not MBPP rows ({error!r}); {hint}") from None

@@ -62,7 +62,7 @@ def test_a_partial_mbpp_file_is_refused_with_what_to_do(tmp_path: Path) -> None:
     with pytest.raises(ProblemError, match="found 1 of MBPP's 500 test tasks"):
         load_problems("mbpp", partial)
     partial.write_text("not json\n")
-    with pytest.raises(ProblemError, match="line 1: not an MBPP row"):
+    with pytest.raises(ProblemError, match="line 1: not JSON .*--mbpp mbpp.jsonl"):
         load_problems("mbpp", partial)
 
 

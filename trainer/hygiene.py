@@ -27,12 +27,15 @@ from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
+from kodcu.mbpp import MBPP_TEST_IDS, read_mbpp
 from trainer.data import Example
 from trainer.minhash import lsh_bands, near_duplicates
 
 BENCHMARKS = ("humaneval", "mbpp")
+MBPP_HINT = (
+    "set hygiene.mbpp_path to a local mbpp.jsonl, or drop 'mbpp' from hygiene.decontaminate_against"
+)
 BENCHMARK_NAMES = {"humaneval": "HumanEval", "mbpp": "MBPP"}
-MBPP_TEST_IDS = range(11, 511)  # MBPP's test split, task ids 11-510
 EXAMPLES_SHOWN = 20
 
 
@@ -264,7 +267,7 @@ def _humaneval_tasks() -> list[tuple[str, str, dict[str, str]]]:
 
 def _mbpp_tasks(path: str | None) -> list[tuple[str, str, dict[str, str]]]:
     """(task id, prompt, {part: text}) for MBPP's test split (task ids 11-510)."""
-    rows = _read_mbpp(Path(path).expanduser()) if path else _mbpp_from_hub()
+    rows = read_mbpp(Path(path).expanduser() if path else None, MBPP_HINT)
     tasks = []
     for number, row in enumerate(rows):
         try:
@@ -281,28 +284,3 @@ def _mbpp_tasks(path: str | None) -> list[tuple[str, str, dict[str, str]]]:
     if not tasks:
         raise ValueError(f"{path}: holds no MBPP test-split tasks (task ids 11-510)")
     return tasks
-
-
-def _read_mbpp(path: Path) -> list[dict]:
-    if not path.is_file():
-        raise ValueError(
-            f"hygiene.mbpp_path {str(path)!r}: file not found; give MBPP's mbpp.jsonl, or drop "
-            "'mbpp' from hygiene.decontaminate_against"
-        )
-    text = path.read_text(encoding="utf-8")
-    if path.suffix == ".json":
-        return json.loads(text)
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
-
-
-def _mbpp_from_hub() -> list[dict]:
-    try:
-        import datasets
-
-        return list(datasets.load_dataset("google-research-datasets/mbpp", "full", split="test"))
-    except Exception as error:
-        raise ValueError(
-            "decontamination against MBPP could not load MBPP from the Hugging Face Hub "
-            f"({type(error).__name__}: {error}); set hygiene.mbpp_path to a local mbpp.jsonl, "
-            "or drop 'mbpp' from hygiene.decontaminate_against"
-        ) from error

@@ -1,0 +1,52 @@
+"""MBPP's rows, for the two tools that need them: the trainer (to keep MBPP's test
+tasks out of training data) and the evaluation (to score models on them).
+
+    rows = read_mbpp(Path("mbpp.jsonl"), hint="give a local copy with --mbpp")
+    test_rows = [row for row in rows if int(row["task_id"]) in MBPP_TEST_IDS]
+
+A local `mbpp.jsonl` (or the sanitized `sanitized-mbpp.json`), or the Hugging Face
+Hub when no path is given. Standard library only; `datasets` only for the Hub.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+MBPP_TEST_IDS = range(11, 511)  # the test split: task ids 11-510
+MBPP_HUB_ID = "google-research-datasets/mbpp"
+
+
+class MBPPError(ValueError):
+    """MBPP cannot be read; the message names the file (or the Hub) and what to do."""
+
+
+def read_mbpp(path: Path | None, hint: str) -> list[dict]:
+    """Every row of the MBPP file at `path` (None: the Hub's test split); `hint` says what
+    the user can do instead, and ends every error message."""
+    if path is None:
+        try:
+            import datasets
+
+            return [dict(row) for row in datasets.load_dataset(MBPP_HUB_ID, "full", split="test")]
+        except Exception as error:  # noqa: BLE001 - offline, missing package, Hub errors
+            raise MBPPError(
+                f"MBPP could not be loaded from the Hugging Face Hub "
+                f"({type(error).__name__}: {error}); {hint}"
+            ) from None
+    if not path.is_file():
+        raise MBPPError(f"{path}: file not found; {hint}")
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".json":
+        try:
+            return json.loads(text)
+        except ValueError as error:
+            raise MBPPError(f"{path}: not JSON ({error}); {hint}") from None
+    rows = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except ValueError as error:
+                raise MBPPError(f"{path}, line {number}: not JSON ({error}); {hint}") from None
+    return rows
