@@ -23,9 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from desktop.client import ChatStream  # noqa: E402
 from desktop.engine import Engine, EngineConfig, default_threads  # noqa: E402
-from desktop.engine_child import chat_handler  # noqa: E402
+from desktop.engine_child import use_chat_template  # noqa: E402
 from kodcu.default_model import ensure_default_model  # noqa: E402
-from kodcu.prompt import ALPACA_CHAT_TEMPLATE, ALPACA_STOP_STRINGS  # noqa: E402
 
 # Sampling settings given explicitly to both sides: the server's request defaults
 # (repeat_penalty 1.1) differ from Llama.create_chat_completion's (1.0).
@@ -109,8 +108,7 @@ def main() -> int:
         verbose=False,
     )
     if "tokenizer.chat_template" not in llama.metadata:
-        # what the engine does, too
-        llama.chat_handler = chat_handler(llama, ALPACA_CHAT_TEMPLATE, ALPACA_STOP_STRINGS)
+        use_chat_template(llama)  # what the engine does, too
     eos_ban = {llama.token_eos(): -100.0}
     engine = Engine(EngineConfig(model=model, n_ctx=args.ctx, n_threads=args.threads))
     engine.start()

@@ -118,6 +118,22 @@ def chat_handler(llama: Any, template: str, stop_strings: list[str]) -> Any:
     return chat_formatter_to_chat_completion_handler(format_chat)
 
 
+def use_chat_template(llama: Any) -> str:
+    """Lay chats out in the model's own template, or Kodcu's Alpaca one; return which.
+
+    The handler takes precedence over llama-cpp-python's own choice (a built-in
+    format it guesses from the template, or its fallback, Llama 2's format).
+    """
+    from kodcu.prompt import ALPACA_CHAT_TEMPLATE, ALPACA_STOP_STRINGS
+
+    template = llama.metadata.get("tokenizer.chat_template")
+    if template:
+        llama.chat_handler = chat_handler(llama, template, [])
+        return "gguf"
+    llama.chat_handler = chat_handler(llama, ALPACA_CHAT_TEMPLATE, ALPACA_STOP_STRINGS)
+    return "alpaca"
+
+
 def _create_app(settings: dict[str, Any]) -> tuple[Any, str]:
     """Load the model and build the FastAPI app; return it and the template in use."""
     import llama_cpp.server.app as server_app
@@ -140,17 +156,7 @@ def _create_app(settings: dict[str, Any]) -> tuple[Any, str]:
     )
     app = server_app.create_app(server_settings=server_settings, model_settings=[model_settings])
     llama = server_app._llama_proxy._current_model
-    # A chat handler takes precedence over llama-cpp-python's own choice (a built-in
-    # format it guesses from the template, or its fallback, Llama 2's format). The
-    # model's own template is used as written; a model without one gets Alpaca's.
-    from kodcu.prompt import ALPACA_CHAT_TEMPLATE, ALPACA_STOP_STRINGS
-
-    template = llama.metadata.get("tokenizer.chat_template")
-    if template:
-        llama.chat_handler = chat_handler(llama, template, [])
-        return app, "gguf"
-    llama.chat_handler = chat_handler(llama, ALPACA_CHAT_TEMPLATE, ALPACA_STOP_STRINGS)
-    return app, "alpaca"
+    return app, use_chat_template(llama)
 
 
 def _bind(host: str, port: int) -> socket.socket:

@@ -68,9 +68,8 @@ class GGUFModel:
 
     def __init__(self, path: Path, adapter: Path | None, threads: int | None) -> None:
         from desktop.engine import default_threads
-        from desktop.engine_child import chat_handler
+        from desktop.engine_child import use_chat_template
         from desktop.model_file import ModelFileError, check_adapter_file, check_gguf_file
-        from kodcu.prompt import ALPACA_CHAT_TEMPLATE, ALPACA_STOP_STRINGS
 
         try:
             check_gguf_file(path)
@@ -90,9 +89,7 @@ class GGUFModel:
             logits_all=False,
             verbose=False,
         )
-        template = self.llama.metadata.get("tokenizer.chat_template")
-        stops = [] if template else ALPACA_STOP_STRINGS
-        self.llama.chat_handler = chat_handler(self.llama, template or ALPACA_CHAT_TEMPLATE, stops)
+        use_chat_template(self.llama)  # as the desktop lays chats out
 
     def complete(self, prompt: str, stops: list[str], max_tokens: int, temperature: float) -> str:
         text = ""
