@@ -85,24 +85,29 @@ def _report(protocol: TextIO, event: dict[str, Any]) -> None:
     protocol.flush()
 
 
-def chat_handler(llama: Any, template: str, stop_strings: list[str]) -> Any:
-    """A chat handler for `template` that can also continue an unfinished answer.
+def chat_formatter(llama: Any) -> Any:
+    """Lays a chat out as a prompt, in the model's own template or Kodcu's Alpaca one.
 
-    When the last message is the assistant's, its text is not closed as a turn:
-    the prompt ends with it, so the model goes on from where the answer was cut
-    off ("assistant prefill", as llama.cpp's own server does). The response then
-    holds only the new text.
+    Returns a llama-cpp-python chat formatter: called with `messages=`, it gives
+    the prompt text and its stop strings. When the last message is the
+    assistant's, its text is not closed as a turn: the prompt ends with it, so
+    the model goes on from where the answer was cut off ("assistant prefill", as
+    llama.cpp's own server does).
     """
-    from llama_cpp.llama_chat_format import (
-        Jinja2ChatFormatter,
-        chat_formatter_to_chat_completion_handler,
-    )
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
+    from kodcu.prompt import ALPACA_CHAT_TEMPLATE, ALPACA_STOP_STRINGS
+
+    template = llama.metadata.get("tokenizer.chat_template")
+    stop_strings = [] if template else ALPACA_STOP_STRINGS
     eos_id, bos_id = llama.token_eos(), llama.token_bos()
     eos = llama._model.token_get_text(eos_id) if eos_id != -1 else ""
     bos = llama._model.token_get_text(bos_id) if bos_id != -1 else ""
     formatter = Jinja2ChatFormatter(
-        template=template, eos_token=eos, bos_token=bos, stop_token_ids=[eos_id]
+        template=template or ALPACA_CHAT_TEMPLATE,
+        eos_token=eos,
+        bos_token=bos,
+        stop_token_ids=[eos_id],
     )
 
     def format_chat(*, messages: list[dict[str, Any]], **kwargs: Any) -> Any:
@@ -115,7 +120,7 @@ def chat_handler(llama: Any, template: str, stop_strings: list[str]) -> Any:
         response.stop = [eos, *stop_strings] if eos else list(stop_strings)
         return response
 
-    return chat_formatter_to_chat_completion_handler(format_chat)
+    return format_chat
 
 
 def use_chat_template(llama: Any) -> str:
@@ -124,14 +129,10 @@ def use_chat_template(llama: Any) -> str:
     The handler takes precedence over llama-cpp-python's own choice (a built-in
     format it guesses from the template, or its fallback, Llama 2's format).
     """
-    from kodcu.prompt import ALPACA_CHAT_TEMPLATE, ALPACA_STOP_STRINGS
+    from llama_cpp.llama_chat_format import chat_formatter_to_chat_completion_handler
 
-    template = llama.metadata.get("tokenizer.chat_template")
-    if template:
-        llama.chat_handler = chat_handler(llama, template, [])
-        return "gguf"
-    llama.chat_handler = chat_handler(llama, ALPACA_CHAT_TEMPLATE, ALPACA_STOP_STRINGS)
-    return "alpaca"
+    llama.chat_handler = chat_formatter_to_chat_completion_handler(chat_formatter(llama))
+    return "gguf" if llama.metadata.get("tokenizer.chat_template") else "alpaca"
 
 
 def _create_app(settings: dict[str, Any]) -> tuple[Any, str]:
