@@ -40,6 +40,13 @@ def run_parser() -> argparse.ArgumentParser:
     parser.add_argument("--k", default="1", help="comma-separated k of pass@k (default 1)")
     parser.add_argument("--limit", type=int, help="only the first N problems")
     parser.add_argument("--workers", type=int, default=2, help="test processes at once")
+    parser.add_argument(
+        "--slots",
+        type=int,
+        default=16,
+        help="completions decoded together for a GGUF, or requests in flight to a server "
+        "(default 16; 1 decodes one at a time, exactly as llama-cpp-python does)",
+    )
     parser.add_argument("--max-tokens", type=int, default=384, help="new tokens per sample")
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds per test program")
     parser.add_argument("--threads", type=int, help="CPU threads for a GGUF model")
@@ -56,11 +63,13 @@ def run(argv: list[str]) -> int:
         return _fail(f"--k {args.k}: give whole numbers separated by commas, e.g. 1,10")
     if args.temperature == 0 and args.samples > 1:
         return _fail("--samples above 1 needs --temperature above 0 (greedy samples are equal)")
+    if args.slots < 1:
+        return _fail(f"--slots {args.slots}: give 1 or more")
     if max(ks) > args.samples:
         return _fail(f"--k {max(ks)} needs at least that many --samples (now {args.samples})")
     try:
         problems = load_problems(args.benchmark, args.mbpp)[: args.limit]
-        model = open_model(args.model, args.adapter, args.threads)
+        model = open_model(args.model, args.adapter, args.threads, args.slots)
     except (ProblemError, ModelError) as error:
         return _fail(str(error))
     config = RunConfig(
@@ -71,6 +80,7 @@ def run(argv: list[str]) -> int:
         ks=ks,
         max_tokens=args.max_tokens,
         workers=args.workers,
+        slots=args.slots,
         timeout_s=args.timeout,
     )
     try:

@@ -1,15 +1,17 @@
 """The model under evaluation: a GGUF, a Hugging Face folder, a Kodcu adapter, or a URL.
 
-    model = open_model("model.gguf", adapter=Path("lora.gguf"))
-    text = model.complete(prompt, stops=["\\ndef "], max_tokens=384, temperature=0.0)
-    text = model.chat([{"role": "user", "content": "..."}], max_tokens=384, temperature=0.0)
+    model = open_model("model.gguf", adapter=Path("lora.gguf"), slots=16)
+    prompts = [Prompt(key=0, text=prompt, stops=["\\ndef "]), Prompt(key=1, messages=chat)]
+    for prompt, text in model.generate(prompts, max_tokens=384, temperature=0.0):
+        ...   # in the order the completions end
 
-A GGUF runs in this process through llama-cpp-python, laid out in the same chat
-template the desktop uses (the GGUF's own, or Kodcu's Alpaca template). A Hugging
+A GGUF runs in this process through llama-cpp-python, chats laid out in the same
+chat template the desktop uses (the GGUF's own, or Kodcu's Alpaca template), up to
+`slots` completions decoded together (evaluation/batched.py). A Hugging
 Face model folder or a Kodcu/PEFT adapter folder runs through transformers (slow
 on a CPU: it is there to compare against the GGUF). A URL is any OpenAI-compatible
-server (llama-server, Ollama, vLLM, `kodcu-serve`); its key comes from the
-KODCU_EVAL_API_KEY environment variable.
+server (llama-server, Ollama, vLLM, `kodcu-serve`), sent `slots` requests at once;
+its key comes from the KODCU_EVAL_API_KEY environment variable.
 """
 
 from __future__ import annotations
@@ -18,12 +20,31 @@ import json
 import os
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from evaluation.extract import cut_at_stops, repeating
 
 Message = dict[str, str]
+
+
+@dataclass(eq=False)  # hashed by identity: a prompt is one request, even when texts repeat
+class Prompt:
+    """One completion to make: a base-model prompt, or a chat."""
+
+    key: Any
+    """The caller's name for it."""
+    text: str | None = None
+    """A base-model prompt, completed as it stands."""
+    messages: list[Message] | None = None
+    """A chat, laid out in the model's chat template (when `text` is None)."""
+    stops: list[str] = field(default_factory=list)
+    """Stop sequences for a base-model prompt."""
+    seed: int = 0
+    """The sampling seed (temperature above 0)."""
 
 
 class ModelError(ValueError):
@@ -41,18 +62,40 @@ class Model(Protocol):
         """A chat model's answer, through the model's chat template."""
         ...
 
+    def generate(
+        self, prompts: list[Prompt], max_tokens: int, temperature: float
+    ) -> Iterator[tuple[Prompt, str]]:
+        """Each prompt with its completion, in the order they end."""
+        ...
+
     def close(self) -> None: ...
 
 
-def open_model(spec: str, adapter: Path | None = None, threads: int | None = None) -> Model:
-    """The model `spec` names: a URL, a .gguf file, or a model / adapter folder."""
+def one_at_a_time(
+    model: Model, prompts: list[Prompt], max_tokens: int, temperature: float
+) -> Iterator[tuple[Prompt, str]]:
+    """`generate` for a model that makes one completion at a time."""
+    for prompt in prompts:
+        if prompt.text is not None:
+            yield prompt, model.complete(prompt.text, prompt.stops, max_tokens, temperature)
+        else:
+            yield prompt, model.chat(prompt.messages or [], max_tokens, temperature)
+
+
+def open_model(
+    spec: str, adapter: Path | None = None, threads: int | None = None, slots: int = 1
+) -> Model:
+    """The model `spec` names: a URL, a .gguf file, or a model / adapter folder.
+
+    `slots` completions are made at once where the model allows (a GGUF, a server).
+    """
     if spec.startswith(("http://", "https://")):
-        return EndpointModel(spec, os.environ.get("KODCU_EVAL_API_KEY"))
+        return EndpointModel(spec, os.environ.get("KODCU_EVAL_API_KEY"), slots)
     path = Path(spec).expanduser()
     if not path.exists():
         raise ModelError(f"--model {spec}: no such file or folder")
     if path.is_file():
-        return GGUFModel(path, adapter, threads)
+        return GGUFModel(path, adapter, threads, slots)
     if adapter is not None:
         raise ModelError("--adapter applies a LoRA GGUF over a GGUF model; give a .gguf --model")
     if (path / "adapter_config.json").is_file() or (path / "config.json").is_file():
@@ -66,9 +109,9 @@ def open_model(spec: str, adapter: Path | None = None, threads: int | None = Non
 class GGUFModel:
     """llama.cpp in this process; the chat template as the desktop lays it out."""
 
-    def __init__(self, path: Path, adapter: Path | None, threads: int | None) -> None:
+    def __init__(self, path: Path, adapter: Path | None, threads: int | None, slots: int) -> None:
         from desktop.engine import default_threads
-        from desktop.engine_child import use_chat_template
+        from desktop.engine_child import chat_formatter, use_chat_template
         from desktop.model_file import ModelFileError, check_adapter_file, check_gguf_file
 
         try:
@@ -90,6 +133,8 @@ class GGUFModel:
             verbose=False,
         )
         use_chat_template(self.llama)  # as the desktop lays chats out
+        self.format_chat = chat_formatter(self.llama)
+        self.slots = slots
 
     def complete(self, prompt: str, stops: list[str], max_tokens: int, temperature: float) -> str:
         text = ""
@@ -107,6 +152,36 @@ class GGUFModel:
             messages, max_tokens=max_tokens, temperature=temperature
         )
         return reply["choices"][0]["message"]["content"] or ""
+
+    def generate(
+        self, prompts: list[Prompt], max_tokens: int, temperature: float
+    ) -> Iterator[tuple[Prompt, str]]:
+        from evaluation.batched import BatchedDecoder
+
+        requests = [self._request(prompt) for prompt in prompts]
+        if not requests:
+            return
+        longest = max(len(request.tokens) for request in requests)
+        slots = max(1, min(self.slots, len(requests)))
+        decoder = BatchedDecoder(self.llama, slots, max_tokens, longest)
+        try:
+            for request, text in decoder.run(requests, temperature):
+                yield request.key, text
+        finally:
+            decoder.close()
+
+    def _request(self, prompt: Prompt) -> Any:
+        """The prompt as tokens, as create_completion and the chat handler tokenize it."""
+        from evaluation.batched import Request
+
+        if prompt.text is not None:
+            tokens = self.llama.tokenize(prompt.text.encode(), special=True)
+            return Request(prompt, tokens, prompt.stops, prompt.seed)
+        chat = self.format_chat(messages=prompt.messages)
+        tokens = self.llama.tokenize(
+            chat.prompt.encode(), add_bos=not chat.added_special, special=True
+        )
+        return Request(prompt, tokens, [stop for stop in chat.stop if stop], prompt.seed)
 
     def close(self) -> None:
         self.llama.close()
@@ -165,6 +240,11 @@ class HFModel:
             ids = ids["input_ids"]
         return self._generate(list(ids), max_tokens, temperature, [])
 
+    def generate(
+        self, prompts: list[Prompt], max_tokens: int, temperature: float
+    ) -> Iterator[tuple[Prompt, str]]:
+        return one_at_a_time(self, prompts, max_tokens, temperature)
+
     def close(self) -> None:
         del self.model
 
@@ -172,10 +252,11 @@ class HFModel:
 class EndpointModel:
     """An OpenAI-compatible server: /completions for base prompts, /chat/completions else."""
 
-    def __init__(self, url: str, api_key: str | None) -> None:
+    def __init__(self, url: str, api_key: str | None, slots: int = 1) -> None:
         self.url = url.rstrip("/")
         self.api_key = api_key
         self.name = self.url
+        self.slots = slots
 
     def _post(self, route: str, body: dict[str, Any]) -> dict[str, Any]:
         headers = {"Content-Type": "application/json"}
@@ -201,6 +282,21 @@ class EndpointModel:
     def chat(self, messages: list[Message], max_tokens: int, temperature: float) -> str:
         body = {"messages": messages, "max_tokens": max_tokens, "temperature": temperature}
         return self._post("/chat/completions", body)["choices"][0]["message"]["content"] or ""
+
+    def generate(
+        self, prompts: list[Prompt], max_tokens: int, temperature: float
+    ) -> Iterator[tuple[Prompt, str]]:
+        if self.slots <= 1:
+            yield from one_at_a_time(self, prompts, max_tokens, temperature)
+            return
+        # A server with parallel slots (llama-server -np, vLLM) batches these itself.
+        with ThreadPoolExecutor(self.slots) as pool:
+            futures = [
+                pool.submit(one_at_a_time(self, [prompt], max_tokens, temperature).__next__)
+                for prompt in prompts
+            ]
+            for future in as_completed(futures):
+                yield future.result()
 
     def close(self) -> None:
         pass

@@ -2,8 +2,9 @@
 
     summary = evaluate(problems, model, RunConfig(kind="base", samples=1), Path("runs/he"))
 
-Tests run in the sandbox's worker processes while the model goes on generating,
-so the run takes about as long as generation alone. The output folder holds
+The model makes several completions at once where it can (`slots`; see
+evaluation/batched.py), and tests run in the sandbox's worker processes while it
+goes on generating, so the run takes about as long as generation alone. The output folder holds
 `samples.jsonl` (written as samples arrive), `results.json` (per problem: each
 sample's status and reason; pass@k; the settings and timings) and `report.md`.
 """
@@ -17,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from evaluation.models import Model
+from evaluation.models import Model, Prompt
 from evaluation.problems import Problem, PromptKind
 from evaluation.sandbox import Limits, Outcome, Sandbox
 from evaluation.scoring import score
@@ -40,6 +41,8 @@ class RunConfig:
     max_tokens: int = 384
     workers: int = 2
     """Test processes running at once, beside generation."""
+    slots: int = 16
+    """Completions decoded together (a GGUF) or requests in flight (a server)."""
     timeout_s: float = 10.0
     """Wall and CPU time each test program may take."""
 
@@ -56,21 +59,31 @@ def evaluate(
     limits = Limits(wall_s=config.timeout_s, cpu_s=config.timeout_s)
     started = time.perf_counter()
     pending: dict[str, list[Any]] = {p.task_id: [] for p in problems}
+    prompts = [
+        _prompt(problem, config, number * config.samples + index)
+        for number, problem in enumerate(problems)
+        for index in range(config.samples)
+    ]
+    by_task = {problem.task_id: problem for problem in problems}
     with Sandbox(limits, workers=config.workers) as sandbox, (out_dir / SAMPLES).open("w") as out:
-        for number, problem in enumerate(problems, start=1):
-            for index in range(config.samples):
-                completion = _generate(model, problem, config)
-                program = problem.program(completion, config.kind)
-                sample = {"task_id": problem.task_id, "sample": index, "completion": completion}
-                out.write(json.dumps({**sample, "program": program}) + "\n")
-                out.flush()
-                pending[problem.task_id].append(
-                    sandbox.submit(program, problem.test, problem.entry_point)
-                )
+        completions = model.generate(prompts, config.max_tokens, config.temperature)
+        for done, (prompt, completion) in enumerate(completions, start=1):
+            task, index = prompt.key
+            problem = by_task[task]
+            program = problem.program(completion, config.kind)
+            sample = {"task_id": task, "sample": index, "completion": completion}
+            out.write(json.dumps({**sample, "program": program}) + "\n")
+            out.flush()
+            pending[task].append(
+                (index, sandbox.submit(program, problem.test, problem.entry_point))
+            )
             elapsed = time.perf_counter() - started
-            progress(f"[{number}/{len(problems)}] {problem.task_id} generated ({elapsed:.0f} s)")
+            progress(f"[{done}/{len(prompts)}] {task} sample {index} generated ({elapsed:.0f} s)")
         generation_s = time.perf_counter() - started
-        outcomes = {task: [f.result() for f in futures] for task, futures in pending.items()}
+        outcomes = {
+            task: [future.result() for _, future in sorted(futures, key=lambda f: f[0])]
+            for task, futures in pending.items()
+        }
     wall_s = time.perf_counter() - started
     results = {
         "model": model.name,
@@ -84,13 +97,11 @@ def evaluate(
     return results
 
 
-def _generate(model: Model, problem: Problem, config: RunConfig) -> str:
+def _prompt(problem: Problem, config: RunConfig, seed: int) -> Prompt:
+    key = (problem.task_id, seed % config.samples)
     if config.kind == "base":
-        return model.complete(
-            problem.base_prompt, problem.stops, config.max_tokens, config.temperature
-        )
-    messages = [{"role": "user", "content": problem.instruction}]
-    return model.chat(messages, config.max_tokens, config.temperature)
+        return Prompt(key, text=problem.base_prompt, stops=problem.stops, seed=seed)
+    return Prompt(key, messages=[{"role": "user", "content": problem.instruction}], seed=seed)
 
 
 def _outcome(outcome: Outcome) -> dict[str, Any]:

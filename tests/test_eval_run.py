@@ -96,8 +96,9 @@ def test_the_command_evaluates_the_default_model_and_writes_its_run(
     assert done.returncode == 0, done.stderr[-2000:]
     assert "pass@1" in done.stdout
     samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
-    assert [s["task_id"] for s in samples] == ["HumanEval/0", "HumanEval/1"]
-    assert samples[0]["program"].startswith("from typing import List")
+    # Written as each completion ends: the order is the order they ended in.
+    assert sorted(s["task_id"] for s in samples) == ["HumanEval/0", "HumanEval/1"]
+    assert all(s["program"].startswith("from typing import List") for s in samples)
     results = json.loads((out / "results.json").read_text())
     assert set(results["problems"]) == {"HumanEval/0", "HumanEval/1"}
     assert all(
@@ -118,7 +119,7 @@ def test_the_command_evaluates_the_default_model_and_writes_its_run(
 @pytest.mark.slow
 def test_a_server_is_evaluated_through_both_prompt_kinds(tmp_path: Path, engine: Engine) -> None:
     # Kodcu's own engine stands for any OpenAI-compatible server.
-    model = EndpointModel(engine.base_url, engine.api_key)
+    model = EndpointModel(engine.base_url, engine.api_key, slots=2)  # two requests at once
     problems = load_problems("humaneval")[:2]
     for kind in ("base", "instruct"):
         config = RunConfig(kind=kind, max_tokens=32)

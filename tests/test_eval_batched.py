@@ -1,0 +1,88 @@
+"""Many completions at once on the default model: the same text as one at a time, kept apart."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from evaluation.batched import BatchedDecoder, Request
+from evaluation.models import GGUFModel, Prompt
+from evaluation.problems import load_problems
+
+
+@pytest.fixture(scope="module")
+def model(default_model: Path) -> Iterator[GGUFModel]:
+    opened = GGUFModel(default_model, adapter=None, threads=None, slots=4)
+    yield opened
+    opened.close()
+
+
+def _decode(
+    model: GGUFModel, requests: list[Request], slots: int, max_tokens: int = 40
+) -> dict[str, str]:
+    longest = max(len(r.tokens) for r in requests)
+    decoder = BatchedDecoder(model.llama, slots, max_tokens, longest)
+    try:
+        return {request.key: text for request, text in decoder.run(requests, 0.0)}
+    finally:
+        decoder.close()
+
+
+def test_one_slot_decodes_exactly_as_llama_cpp_python(model: GGUFModel) -> None:
+    problems = load_problems("humaneval")[:3]
+    expected = {
+        p.task_id: model.llama.create_completion(p.base_prompt, max_tokens=40, temperature=0.0)[
+            "choices"
+        ][0]["text"]
+        for p in problems
+    }
+    requests = [Request(p.task_id, model.llama.tokenize(p.base_prompt.encode())) for p in problems]
+    assert _decode(model, requests, slots=1) == expected
+
+
+def test_a_reused_slot_starts_from_an_empty_cache(model: GGUFModel) -> None:
+    problems = load_problems("humaneval")
+    first, second = (
+        Request(i, model.llama.tokenize(problems[i].base_prompt.encode())) for i in (3, 10)
+    )
+    alone = _decode(model, [second], slots=1)
+    after = _decode(model, [first, second], slots=1)  # the one slot, used twice
+    assert after[10] == alone[10] and after[3] != after[10]
+
+
+def test_a_new_sequence_does_not_see_those_already_running(model: GGUFModel) -> None:
+    # The first token comes from the prompt alone, so it must be the same whatever else
+    # is in the cache: four slots, the last prompt admitted while three are decoding.
+    problems = load_problems("humaneval")[20:26]
+    requests = [Request(p.task_id, model.llama.tokenize(p.base_prompt.encode())) for p in problems]
+    together = _decode(model, requests, slots=4, max_tokens=1)
+    one_by_one = _decode(model, requests, slots=1, max_tokens=1)
+    assert together == one_by_one and all(together.values())
+
+
+def test_stop_sequences_cut_the_text_before_them(model: GGUFModel) -> None:
+    base_prompt = load_problems("humaneval")[15].base_prompt
+    [(_, text)] = list(model.generate([Prompt(0, text=base_prompt, stops=["\n"])], 64, 0.0))
+    [(_, full)] = list(model.generate([Prompt(0, text=base_prompt)], 64, 0.0))
+    assert text.strip() and "\n" not in text
+    assert full.startswith(text + "\n")
+
+
+def test_a_chat_is_laid_out_as_the_desktop_does(model: GGUFModel) -> None:
+    messages = [{"role": "user", "content": "Write a Python function that reverses a string."}]
+    expected = model.chat(messages, 40, 0.0)  # through the desktop's chat handler
+    [(_, text)] = list(model.generate([Prompt(0, messages=messages)], 40, 0.0))
+    assert text == expected and text.strip()
+
+
+def test_sampling_follows_its_seed(model: GGUFModel) -> None:
+    prompt = load_problems("humaneval")[2].base_prompt
+    seeds = [1, 1, 2, 3, 4]
+    prompts = [Prompt(i, text=prompt, seed=seed) for i, seed in enumerate(seeds)]
+    texts = {p.key: t for p, t in model.generate(prompts, 32, temperature=1.0)}
+    again = {p.key: t for p, t in model.generate(prompts, 32, temperature=1.0)}
+    assert texts == again  # a run is repeatable
+    assert texts[0] == texts[1]  # the same seed gives the same sample
+    assert len(set(texts.values())) > 2  # and other seeds, other samples
