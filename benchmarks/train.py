@@ -36,18 +36,7 @@ from typing import Any
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-# Shapes of real models, for --random (from their published config.json files).
-RANDOM_SHAPES: dict[str, dict[str, Any]] = {
-    "gemma3-270m": dict(
-        model_type="gemma3_text", hidden_size=640, intermediate_size=2048, num_hidden_layers=18,
-        num_attention_heads=4, num_key_value_heads=1, head_dim=256, vocab_size=262144,
-    ),
-    "gemma3-1b": dict(
-        model_type="gemma3_text", hidden_size=1152, intermediate_size=6912, num_hidden_layers=26,
-        num_attention_heads=4, num_key_value_heads=1, head_dim=256, vocab_size=262144,
-    ),
-}  # fmt: skip
+from benchmarks.random_models import RANDOM_SHAPES, random_model  # noqa: E402
 
 SIDES = ("baseline", "kodcu", "kodcu-packed")
 
@@ -221,20 +210,6 @@ def run_side(args: argparse.Namespace) -> None:
 
 
 # -- the comparison ----------------------------------------------------------------
-
-
-def random_model(name: str, tokenizer_dir: str, out: Path) -> str:
-    """Save a randomly initialised model of a real model's shape, with a real tokenizer."""
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
-
-    shape = dict(RANDOM_SHAPES[name])
-    config = AutoConfig.for_model(shape.pop("model_type"), **shape)
-    torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
-    model.save_pretrained(out)
-    AutoTokenizer.from_pretrained(tokenizer_dir).save_pretrained(out)
-    return str(out)
 
 
 def compare(args: argparse.Namespace) -> None:
