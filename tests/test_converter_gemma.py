@@ -11,6 +11,8 @@ from llama_cpp import Llama
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
 from converter.cli import main
+from desktop.client import ChatStream
+from desktop.engine import Engine, EngineConfig
 from kodcu.prompt import ALPACA_CHAT_TEMPLATE, alpaca_messages
 from tests.tiny_gguf_models import build_tiny_adapter
 
@@ -31,14 +33,14 @@ def gemma3_base() -> Path:
 
 
 @pytest.mark.slow
-def test_gemma3_adapter_to_q4_k_m_that_chats(tmp_path: Path) -> None:
+def test_gemma3_adapter_to_q4_k_m_that_chats(tmp_path: Path, default_model: Path) -> None:
     # kodcu-train's layout (PEFT files, tokenizer with the Alpaca template, kodcu.json) with
     # random LoRA weights: training itself is tested with the trainer.
     adapter = build_tiny_adapter(gemma3_base(), tmp_path / "gemma-adapter")
     out = tmp_path / "dist"
-    assert main([str(adapter), "--out", str(out), "--quant", "Q4_K_M"]) == 0
+    assert main([str(adapter), "--out", str(out), "--quant", "Q8_0,Q4_K_M", "--lora-gguf"]) == 0
     report = json.loads((out / "report.json").read_text())
-    assert [entry["type"] for entry in report["files"]] == ["F16", "Q4_K_M"]
+    assert [entry["type"] for entry in report["files"]] == ["F16", "Q8_0", "Q4_K_M", "LoRA F16"]
     failed = [c for c in report["checks"] if not c["ok"] and c["error"]]
     assert not failed and report["base_model"]["sha256_matches"] is True
     llama = Llama(model_path=str(out / "gemma-adapter-Q4_K_M.gguf"), n_ctx=256, verbose=False)
@@ -54,3 +56,15 @@ def test_gemma3_adapter_to_q4_k_m_that_chats(tmp_path: Path) -> None:
     answer = llama(ids, max_tokens=16, temperature=0.0)
     assert answer["usage"]["completion_tokens"] > 0
     llama.close()
+
+    # Every output as the desktop app opens it: its engine child, its chat template.
+    lora = out / "gemma-adapter-lora-F16.gguf"
+    ask = [{"role": "user", "content": "Write a Python function that adds two numbers."}]
+    for model, adapter_file in [
+        *[(out / f"gemma-adapter-{kind}.gguf", None) for kind in ("F16", "Q8_0", "Q4_K_M")],
+        (default_model, lora),  # the LoRA over the embedded default model
+    ]:
+        with Engine(EngineConfig(model=model, lora_path=adapter_file, n_ctx=512)) as engine:
+            stream = ChatStream(engine.base_url, engine.api_key, ask, max_tokens=12)
+            answer = "".join(stream)
+        assert stream.stats.tokens > 0 and answer.strip(), (model.name, adapter_file)
