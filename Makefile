@@ -1,4 +1,6 @@
 # Kodcu: `make run` starts the desktop app, `make test` runs the whole test suite.
+# `make bundle` freezes the app for this OS into dist/kodcu/ (packaging/README.md);
+# `make bundle-test` builds it if needed and checks it as a first-time user meets it.
 # Both create .venv and install what they need on first use; later runs install nothing.
 
 PYTHON ?= python3
@@ -20,7 +22,7 @@ endif
 # clone on the same machine does not compile llama.cpp again.
 LLAMA_WHEEL_DIR := $(HOME)/.cache/kodcu-build/llama-cpp-python-$(LLAMA_VERSION)-$(shell printf '%s' '$(LLAMA_CMAKE_ARGS)' | cksum | cut -d' ' -f1)
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench clean bundle bundle-test
 
 $(VENV)/.python:
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "Kodcu needs Python 3.10 or newer; set PYTHON=python3.x"'
@@ -64,5 +66,24 @@ test: $(VENV)/.installed-dev
 bench: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/engine.py
 
+# The bundle holds only the app's own dependencies (packaging/freeze_config.py keeps the
+# training stack out even when it is installed in the same venv).
+$(VENV)/.installed-bundle: $(VENV)/.installed-app
+	$(BIN)/python -m pip install --quiet --find-links $(LLAMA_WHEEL_DIR) --only-binary llama-cpp-python \
+		-e ".[bundle]"
+	touch $@
+
+BUNDLE_SOURCES := $(wildcard desktop/*.py kodcu/*.py evaluation/*.py) pyproject.toml \
+	packaging/kodcu.spec packaging/entry.py packaging/freeze_config.py packaging/build.py
+
+build/bundle.stamp: $(BUNDLE_SOURCES) $(VENV)/.installed-bundle
+	$(BIN)/python packaging/build.py
+	touch $@
+
+bundle: build/bundle.stamp
+
+bundle-test: build/bundle.stamp
+	$(BIN)/python packaging/bundle_test.py dist/kodcu
+
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache build/pyinstaller build/bundle.stamp dist/kodcu dist/kodcu-size.md

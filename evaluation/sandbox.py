@@ -204,6 +204,15 @@ def _execute(
     return outcome
 
 
+def _supervisor_command(run_dir: str, limits: str) -> list[str]:
+    if getattr(sys, "frozen", False):
+        # A frozen app (PyInstaller) has no python to run the child script with: it
+        # re-enters its own entry point, which dispatches this flag before anything else.
+        return [sys.executable, child.FROZEN_FLAG, "supervise", run_dir, limits]
+    # -S: the supervisor needs only the standard library, and starts faster without site.
+    return [sys.executable, "-I", "-S", "-X", "utf8", CHILD, "supervise", run_dir, limits]
+
+
 def _error(reason: str, start: float) -> Outcome:
     return Outcome("error", reason, None, None, "", "", time.monotonic() - start)
 
@@ -232,9 +241,7 @@ class _Run:
         Path(self.run_dir, child.PROGRAM).write_text(source, encoding="utf-8", errors="replace")
         limits = asdict(self.limits) | {"deadline_s": self.limits.wall_s + 5, "as_main": as_main}
         proc = subprocess.Popen(
-            # -S: the supervisor needs only the standard library, and starts faster without site.
-            [sys.executable, "-I", "-S", "-X", "utf8", CHILD, "supervise", self.run_dir]
-            + [json.dumps(limits)],
+            _supervisor_command(self.run_dir, json.dumps(limits)),
             cwd=work,
             env=self._environment(work),
             stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,

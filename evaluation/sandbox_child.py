@@ -3,6 +3,7 @@ process bookkeeping that both sides share.
 
     python -I sandbox_child.py supervise RUN_DIR LIMITS_JSON
     python -I sandbox_child.py run RUN_DIR main|module
+    kodcu --sandbox-child supervise|run ...      (the same, in a frozen app)
 
 `evaluation.sandbox` starts the supervisor in a new session. The supervisor makes itself
 a child subreaper (Linux), so that everything the program starts stays below it even after
@@ -42,6 +43,8 @@ RESULT = "result.json"
 """Written by the runner: how far the program got."""
 EXIT = "exit.json"
 """Written by the supervisor: the runner's exit code, or why it could not start."""
+FROZEN_FLAG = "--sandbox-child"
+"""A frozen app (PyInstaller) runs this file's main() when started with this first argument."""
 LINUX = sys.platform.startswith("linux")
 PR_SET_CHILD_SUBREAPER = 36
 
@@ -217,6 +220,8 @@ def supervise(run_dir: str, limits: dict) -> None:
         signal.setitimer(signal.ITIMER_REAL, limits["deadline_s"])
     mode = "main" if limits["as_main"] else "module"
     command = [sys.executable, "-I", "-X", "utf8", os.path.abspath(__file__), "run", run_dir, mode]
+    if getattr(sys, "frozen", False):  # no python beside a frozen app: re-enter the app
+        command = [sys.executable, FROZEN_FLAG, "run", run_dir, mode]
     if LINUX and os.geteuid() != 0:
         # RLIMIT_NPROC counts every task of the user, so it can only be a backstop above
         # what the user already runs; the evaluator counts the run's own processes.
@@ -413,8 +418,13 @@ def _release_streams() -> None:
             setattr(sys, name, None)
 
 
-if __name__ == "__main__":
-    if sys.argv[1] == "supervise":
-        supervise(sys.argv[2], json.loads(sys.argv[3]))
+def main(argv: list[str]) -> None:
+    """`supervise RUN_DIR LIMITS_JSON` or `run RUN_DIR main|module`."""
+    if argv[0] == "supervise":
+        supervise(argv[1], json.loads(argv[2]))
     else:
-        run(sys.argv[2], sys.argv[3] == "main")
+        run(argv[1], argv[2] == "main")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
