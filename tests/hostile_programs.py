@@ -141,3 +141,24 @@ HOSTILE: dict[str, Hostile] = {
     ),
     "syntax error": Hostile("def add(a, b)\n    return a + b\n", ("syntax_error",), "line 1"),
 }
+
+
+def main() -> None:
+    """`python -m tests.hostile_programs`: run the corpus one by one, print how each ended."""
+    from evaluation.sandbox import check_program, run_program
+
+    print("| program | status | reason | seconds |")
+    print("| --- | --- | --- | ---: |")
+    for name, hostile in HOSTILE.items():
+        if hostile.test is None:
+            outcome = run_program(hostile.program, LIMITS)
+        else:
+            outcome = check_program(hostile.program, hostile.test, hostile.entry_point, LIMITS)
+        reason = (outcome.reason or "").splitlines()[0][:90] if outcome.reason else ""
+        print(f"| {name} | {outcome.status} | {reason} | {outcome.duration_s:.2f} |", flush=True)
+    survivor = run_program(ADD + "assert add(2, 3) == 5\n", LIMITS)
+    print(f"\nan ordinary program after them: {survivor.status}")
+
+
+if __name__ == "__main__":
+    main()
