@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from evaluation.batched import BatchedDecoder, Request
@@ -53,13 +54,33 @@ def test_a_reused_slot_starts_from_an_empty_cache(model: GGUFModel) -> None:
 
 
 def test_a_new_sequence_does_not_see_those_already_running(model: GGUFModel) -> None:
-    # The first token comes from the prompt alone, so it must be the same whatever else
-    # is in the cache: four slots, the last prompt admitted while three are decoding.
-    problems = load_problems("humaneval")[20:26]
+    # A prompt's logits must be the same whatever else is in the cache: here the fourth
+    # prompt is read while three others have been decoding for a few steps.
+    problems = load_problems("humaneval")[20:24]
     requests = [Request(p.task_id, model.llama.tokenize(p.base_prompt.encode())) for p in problems]
-    together = _decode(model, requests, slots=4, max_tokens=1)
-    one_by_one = _decode(model, requests, slots=1, max_tokens=1)
-    assert together == one_by_one and all(together.values())
+    longest = max(len(r.tokens) for r in requests)
+
+    alone = BatchedDecoder(model.llama, 4, 16, longest)
+    alone._start(3, requests[3])
+    expected = _last_logits(alone)
+    alone.close()
+
+    busy = BatchedDecoder(model.llama, 4, 16, longest)
+    running = {i: busy._start(i, requests[i]) for i in range(3)}
+    filler = model.llama.tokenize(b" x", add_bos=False)[0]
+    for _ in range(4):  # three sequences decode a few steps (which token does not matter)
+        for slot in running.values():
+            slot.token = filler
+        busy._step(running, sorted(running))
+    busy._start(3, requests[3])
+    got = _last_logits(busy)
+    busy.close()
+    assert np.array_equal(got, expected)
+
+
+def _last_logits(decoder: BatchedDecoder) -> np.ndarray:
+    pointer = decoder.lib.llama_get_logits_ith(decoder.context.ctx, -1)
+    return np.ctypeslib.as_array(pointer, shape=(decoder.n_vocab,)).copy()
 
 
 def test_stop_sequences_cut_the_text_before_them(model: GGUFModel) -> None:
