@@ -80,7 +80,6 @@ def run(argv: list[str]) -> int:
         ks=ks,
         max_tokens=args.max_tokens,
         workers=args.workers,
-        slots=args.slots,
         timeout_s=args.timeout,
     )
     try:

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from evaluation.extract import cut_at_stops, repeating
+from evaluation.extract import cut_at_stops
 
 Message = dict[str, str]
 
@@ -53,14 +53,8 @@ class ModelError(ValueError):
 
 class Model(Protocol):
     name: str
-
-    def complete(self, prompt: str, stops: list[str], max_tokens: int, temperature: float) -> str:
-        """A base-model completion of `prompt`, ending before any stop sequence."""
-        ...
-
-    def chat(self, messages: list[Message], max_tokens: int, temperature: float) -> str:
-        """A chat model's answer, through the model's chat template."""
-        ...
+    slots: int
+    """Completions made at once (recorded in results.json)."""
 
     def generate(
         self, prompts: list[Prompt], max_tokens: int, temperature: float
@@ -72,14 +66,20 @@ class Model(Protocol):
 
 
 def one_at_a_time(
-    model: Model, prompts: list[Prompt], max_tokens: int, temperature: float
+    model: HFModel | EndpointModel, prompts: list[Prompt], max_tokens: int, temperature: float
 ) -> Iterator[tuple[Prompt, str]]:
     """`generate` for a model that makes one completion at a time."""
     for prompt in prompts:
-        if prompt.text is not None:
-            yield prompt, model.complete(prompt.text, prompt.stops, max_tokens, temperature)
-        else:
-            yield prompt, model.chat(prompt.messages or [], max_tokens, temperature)
+        yield prompt, answer(model, prompt, max_tokens, temperature)
+
+
+def answer(
+    model: HFModel | EndpointModel, prompt: Prompt, max_tokens: int, temperature: float
+) -> str:
+    """One completion: of the base-model prompt, or of the chat."""
+    if prompt.text is not None:
+        return model.complete(prompt.text, prompt.stops, max_tokens, temperature)
+    return model.chat(prompt.messages or [], max_tokens, temperature)
 
 
 def open_model(
@@ -111,7 +111,7 @@ class GGUFModel:
 
     def __init__(self, path: Path, adapter: Path | None, threads: int | None, slots: int) -> None:
         from desktop.engine import default_threads
-        from desktop.engine_child import chat_formatter, use_chat_template
+        from desktop.engine_child import chat_formatter
         from desktop.model_file import ModelFileError, check_adapter_file, check_gguf_file
 
         try:
@@ -132,26 +132,8 @@ class GGUFModel:
             logits_all=False,
             verbose=False,
         )
-        use_chat_template(self.llama)  # as the desktop lays chats out
-        self.format_chat = chat_formatter(self.llama)
+        self.format_chat = chat_formatter(self.llama)  # as the desktop lays chats out
         self.slots = slots
-
-    def complete(self, prompt: str, stops: list[str], max_tokens: int, temperature: float) -> str:
-        text = ""
-        pieces = self.llama.create_completion(
-            prompt, max_tokens=max_tokens, temperature=temperature, stop=stops, stream=True
-        )
-        for piece in pieces:
-            text += piece["choices"][0]["text"]
-            if temperature == 0 and repeating(text):
-                break  # a greedy loop: it would repeat this line up to max_tokens
-        return text
-
-    def chat(self, messages: list[Message], max_tokens: int, temperature: float) -> str:
-        reply = self.llama.create_chat_completion(
-            messages, max_tokens=max_tokens, temperature=temperature
-        )
-        return reply["choices"][0]["message"]["content"] or ""
 
     def generate(
         self, prompts: list[Prompt], max_tokens: int, temperature: float
@@ -195,6 +177,7 @@ class HFModel:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.name = path.name
+        self.slots = 1
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         dtype = torch.bfloat16 if self.device == "cuda" else torch.float32
         try:
@@ -291,12 +274,12 @@ class EndpointModel:
             return
         # A server with parallel slots (llama-server -np, vLLM) batches these itself.
         with ThreadPoolExecutor(self.slots) as pool:
-            futures = [
-                pool.submit(one_at_a_time(self, [prompt], max_tokens, temperature).__next__)
+            futures = {
+                pool.submit(answer, self, prompt, max_tokens, temperature): prompt
                 for prompt in prompts
-            ]
+            }
             for future in as_completed(futures):
-                yield future.result()
+                yield futures[future], future.result()
 
     def close(self) -> None:
         pass

@@ -41,8 +41,6 @@ class RunConfig:
     max_tokens: int = 384
     workers: int = 2
     """Test processes running at once, beside generation."""
-    slots: int = 16
-    """Completions decoded together (a GGUF) or requests in flight (a server)."""
     timeout_s: float = 10.0
     """Wall and CPU time each test program may take."""
 
@@ -60,7 +58,7 @@ def evaluate(
     started = time.perf_counter()
     pending: dict[str, list[Any]] = {p.task_id: [] for p in problems}
     prompts = [
-        _prompt(problem, config, number * config.samples + index)
+        _prompt(problem, config, index, seed=number * config.samples + index)
         for number, problem in enumerate(problems)
         for index in range(config.samples)
     ]
@@ -88,6 +86,7 @@ def evaluate(
     results = {
         "model": model.name,
         "config": asdict(config),
+        "slots": model.slots,
         "timings": {"wall_s": round(wall_s, 1), "generation_s": round(generation_s, 1)},
         "scores": score(outcomes, config.ks),
         "problems": {task: [_outcome(o) for o in samples] for task, samples in outcomes.items()},
@@ -97,8 +96,8 @@ def evaluate(
     return results
 
 
-def _prompt(problem: Problem, config: RunConfig, seed: int) -> Prompt:
-    key = (problem.task_id, seed % config.samples)
+def _prompt(problem: Problem, config: RunConfig, index: int, seed: int) -> Prompt:
+    key = (problem.task_id, index)
     if config.kind == "base":
         return Prompt(key, text=problem.base_prompt, stops=problem.stops, seed=seed)
     return Prompt(key, messages=[{"role": "user", "content": problem.instruction}], seed=seed)

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from desktop.engine_child import use_chat_template
 from evaluation.batched import BatchedDecoder, Request
 from evaluation.models import GGUFModel, Prompt
 from evaluation.problems import load_problems
@@ -93,7 +94,10 @@ def test_stop_sequences_cut_the_text_before_them(model: GGUFModel) -> None:
 
 def test_a_chat_is_laid_out_as_the_desktop_does(model: GGUFModel) -> None:
     messages = [{"role": "user", "content": "Write a Python function that reverses a string."}]
-    expected = model.chat(messages, 40, 0.0)  # through the desktop's chat handler
+    # The desktop's chat handler, through llama-cpp-python's chat completion.
+    use_chat_template(model.llama)
+    reply = model.llama.create_chat_completion(messages, max_tokens=40, temperature=0.0)
+    expected = reply["choices"][0]["message"]["content"]
     [(_, text)] = list(model.generate([Prompt(0, messages=messages)], 40, 0.0))
     assert text == expected and text.strip()
 

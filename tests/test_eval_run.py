@@ -126,6 +126,7 @@ def test_a_server_is_evaluated_through_both_prompt_kinds(tmp_path: Path, engine:
         results = evaluate(problems, model, config, tmp_path / kind, progress=lambda _: None)
         assert set(results["problems"]) == {"HumanEval/0", "HumanEval/1"}
         assert results["scores"]["samples"] == 2
+        assert results["slots"] == 2  # how the completions were made, kept with the scores
 
 
 def test_bad_arguments_exit_2_with_one_line(tmp_path: Path) -> None:
