@@ -10,11 +10,20 @@ LLAMA_VERSION := 0.3.36
 
 # llama.cpp is compiled from source when llama-cpp-python installs. Its default build
 # uses -march=native, which on some x86 CPUs (seen with AMX under a hypervisor that
-# does not enable it) compiles instructions the machine then refuses. Build for a
-# portable AVX2 baseline instead; override LLAMA_CMAKE_ARGS for another target
-# (for example -DGGML_CUDA=ON on a GPU machine).
+# does not enable it) compiles instructions the machine then refuses. Build for an
+# AVX2 baseline instead, plus the AVX-512 and VNNI extensions that Linux reports this
+# CPU (and its kernel) supports: on CPUs that have them, prompt processing runs about
+# 1.8 times as fast (benchmarks/evaluate.py). Never AMX. Override LLAMA_CMAKE_ARGS for
+# another target (for example -DGGML_CUDA=ON on a GPU machine).
 ifeq ($(shell uname -m),x86_64)
-LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
+CPU_FLAGS := $(shell grep -m1 '^flags' /proc/cpuinfo 2>/dev/null)
+cpu_has = $(if $(filter $(1),$(CPU_FLAGS)),$(2))
+# ggml's GGML_AVX512 compiles for F, CD, VL, DQ and BW together.
+LLAMA_AVX512 := $(if $(filter 5,$(words $(filter avx512f avx512cd avx512vl avx512dq avx512bw,$(CPU_FLAGS)))),\
+	-DGGML_AVX512=ON $(call cpu_has,avx512vbmi,-DGGML_AVX512_VBMI=ON) \
+	$(call cpu_has,avx512_vnni,-DGGML_AVX512_VNNI=ON) $(call cpu_has,avx512_bf16,-DGGML_AVX512_BF16=ON))
+LLAMA_CMAKE_ARGS ?= $(strip -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON \
+	-DGGML_BMI2=ON $(call cpu_has,avx_vnni,-DGGML_AVX_VNNI=ON) $(LLAMA_AVX512))
 else
 LLAMA_CMAKE_ARGS ?=
 endif
