@@ -47,6 +47,12 @@ def run_parser() -> argparse.ArgumentParser:
         help="completions decoded together for a GGUF, or requests in flight to a server "
         "(default 16; 1 decodes one at a time, exactly as llama-cpp-python does)",
     )
+    parser.add_argument(
+        "--decode-loops",
+        action="store_true",
+        help="decode greedy loops to the token limit with the model, rather than continue "
+        "them by repeating their block (slower; see README)",
+    )
     parser.add_argument("--max-tokens", type=int, default=384, help="new tokens per sample")
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds per test program")
     parser.add_argument("--threads", type=int, help="CPU threads for a GGUF model")
@@ -69,7 +75,9 @@ def run(argv: list[str]) -> int:
         return _fail(f"--k {max(ks)} needs at least that many --samples (now {args.samples})")
     try:
         problems = load_problems(args.benchmark, args.mbpp)[: args.limit]
-        model = open_model(args.model, args.adapter, args.threads, args.slots)
+        model = open_model(
+            args.model, args.adapter, args.threads, args.slots, not args.decode_loops
+        )
     except (ProblemError, ModelError) as error:
         return _fail(str(error))
     config = RunConfig(

@@ -55,6 +55,8 @@ class Model(Protocol):
     name: str
     slots: int
     """Completions made at once (recorded in results.json)."""
+    continued_tokens: int
+    """Tokens of greedy loops continued without the model (recorded in results.json)."""
 
     def generate(
         self, prompts: list[Prompt], max_tokens: int, temperature: float
@@ -83,11 +85,16 @@ def answer(
 
 
 def open_model(
-    spec: str, adapter: Path | None = None, threads: int | None = None, slots: int = 1
+    spec: str,
+    adapter: Path | None = None,
+    threads: int | None = None,
+    slots: int = 1,
+    continue_loops: bool = True,
 ) -> Model:
     """The model `spec` names: a URL, a .gguf file, or a model / adapter folder.
 
-    `slots` completions are made at once where the model allows (a GGUF, a server).
+    `slots` completions are made at once where the model allows (a GGUF, a server);
+    a GGUF continues greedy loops without the model unless `continue_loops` is False.
     """
     if spec.startswith(("http://", "https://")):
         return EndpointModel(spec, os.environ.get("KODCU_EVAL_API_KEY"), slots)
@@ -95,7 +102,7 @@ def open_model(
     if not path.exists():
         raise ModelError(f"--model {spec}: no such file or folder")
     if path.is_file():
-        return GGUFModel(path, adapter, threads, slots)
+        return GGUFModel(path, adapter, threads, slots, continue_loops)
     if adapter is not None:
         raise ModelError("--adapter applies a LoRA GGUF over a GGUF model; give a .gguf --model")
     if (path / "adapter_config.json").is_file() or (path / "config.json").is_file():
@@ -109,7 +116,14 @@ def open_model(
 class GGUFModel:
     """llama.cpp in this process; the chat template as the desktop lays it out."""
 
-    def __init__(self, path: Path, adapter: Path | None, threads: int | None, slots: int) -> None:
+    def __init__(
+        self,
+        path: Path,
+        adapter: Path | None,
+        threads: int | None,
+        slots: int,
+        continue_loops: bool = True,
+    ) -> None:
         from desktop.engine import default_threads
         from desktop.engine_child import chat_formatter
         from desktop.model_file import ModelFileError, check_adapter_file, check_gguf_file
@@ -134,6 +148,8 @@ class GGUFModel:
         )
         self.format_chat = chat_formatter(self.llama)  # as the desktop lays chats out
         self.slots = slots
+        self.continue_loops = continue_loops
+        self.continued_tokens = 0
 
     def generate(
         self, prompts: list[Prompt], max_tokens: int, temperature: float
@@ -145,11 +161,12 @@ class GGUFModel:
             return
         longest = max(len(request.tokens) for request in requests)
         slots = max(1, min(self.slots, len(requests)))
-        decoder = BatchedDecoder(self.llama, slots, max_tokens, longest)
+        decoder = BatchedDecoder(self.llama, slots, max_tokens, longest, self.continue_loops)
         try:
             for request, text in decoder.run(requests, temperature):
                 yield request.key, text
         finally:
+            self.continued_tokens += decoder.continued_tokens
             decoder.close()
 
     def _request(self, prompt: Prompt) -> Any:
@@ -178,6 +195,7 @@ class HFModel:
 
         self.name = path.name
         self.slots = 1
+        self.continued_tokens = 0
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         dtype = torch.bfloat16 if self.device == "cuda" else torch.float32
         try:
@@ -240,6 +258,7 @@ class EndpointModel:
         self.api_key = api_key
         self.name = self.url
         self.slots = slots
+        self.continued_tokens = 0  # a server decodes every token itself
 
     def _post(self, route: str, body: dict[str, Any]) -> dict[str, Any]:
         headers = {"Content-Type": "application/json"}

@@ -87,6 +87,7 @@ def evaluate(
         "model": model.name,
         "config": asdict(config),
         "slots": model.slots,
+        "continued_tokens": model.continued_tokens,
         "timings": {"wall_s": round(wall_s, 1), "generation_s": round(generation_s, 1)},
         "scores": score(outcomes, config.ks),
         "problems": {task: [_outcome(o) for o in samples] for task, samples in outcomes.items()},
@@ -123,6 +124,13 @@ def report(results: dict[str, Any]) -> str:
         f"at most {config['max_tokens']} new tokens; "
         f"{results['timings']['wall_s']:.0f} s in all "
         f"({results['timings']['generation_s']:.0f} s generating).",
+    ]
+    if results.get("continued_tokens"):
+        lines.append(
+            f"{results['continued_tokens']} tokens continued greedy loops by repetition, "
+            "without the model (`--decode-loops` decodes them)."
+        )
+    lines += [
         "",
         "| metric | value |",
         "| --- | --- |",

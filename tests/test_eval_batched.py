@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from desktop.engine_child import use_chat_template
-from evaluation.batched import BatchedDecoder, Request
+from evaluation.batched import BatchedDecoder, Request, loop_period
 from evaluation.models import GGUFModel, Prompt
 from evaluation.problems import load_problems
 
@@ -22,10 +22,14 @@ def model(default_model: Path) -> Iterator[GGUFModel]:
 
 
 def _decode(
-    model: GGUFModel, requests: list[Request], slots: int, max_tokens: int = 40
+    model: GGUFModel,
+    requests: list[Request],
+    slots: int,
+    max_tokens: int = 40,
+    continue_loops: bool = True,
 ) -> dict[str, str]:
     longest = max(len(r.tokens) for r in requests)
-    decoder = BatchedDecoder(model.llama, slots, max_tokens, longest)
+    decoder = BatchedDecoder(model.llama, slots, max_tokens, longest, continue_loops)
     try:
         return {request.key: text for request, text in decoder.run(requests, 0.0)}
     finally:
@@ -111,3 +115,33 @@ def test_sampling_follows_its_seed(model: GGUFModel) -> None:
     assert texts == again  # a run is repeatable
     assert texts[0] == texts[1]  # the same seed gives the same sample
     assert len(set(texts.values())) > 2  # and other seeds, other samples
+
+
+def test_loops_are_found_only_once_they_repeat_enough() -> None:
+    words = ["x = f(1)", "\n", "    ", "y = 2", "\n", "  \n", ", g(3)", " + 1", "]"]
+    x, nl, indent, y, _, blank, call, plus, close = range(len(words))
+    piece = words.__getitem__
+    two_lines = [indent, x, nl, indent, y, nl]
+    assert loop_period([close] + two_lines * 3, piece) == 6
+    assert loop_period([close] + two_lines * 2, piece) is None  # twice may be chance
+    assert loop_period((two_lines * 4)[:-1], piece) is None  # in mid-line: wait for its end
+    assert loop_period([x, nl] + [blank] * 7, piece) is None  # a few blank lines are code
+    assert loop_period([x, nl] + [blank] * 8, piece) == 1
+    within_line = [call, plus, call, plus, call, plus, call, plus]  # 8 tokens, one line
+    assert loop_period([x] + within_line * 3, piece) == 8
+    assert loop_period([x] + [call, plus] * 8, piece) is None  # 16 tokens: not yet a loop
+    assert loop_period([x] + [call, plus] * 12, piece) == 8  # 24 tokens: one now
+
+
+def test_a_continued_loop_is_the_text_full_decoding_gives(model: GGUFModel) -> None:
+    # HumanEval/26 and /105 fall into loops of lines within their first 25 tokens.
+    problems = load_problems("humaneval")
+    requests = [
+        Request(i, model.llama.tokenize(problems[i].base_prompt.encode())) for i in (26, 105)
+    ]
+    decoder = BatchedDecoder(model.llama, 1, 120, max(len(r.tokens) for r in requests))
+    continued = {request.key: text for request, text in decoder.run(requests, 0.0)}
+    assert decoder.continued_tokens > 150  # most of the 2 x 120 tokens
+    decoder.close()
+    decoded = _decode(model, requests, slots=1, max_tokens=120, continue_loops=False)
+    assert continued == decoded

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from desktop.engine import Engine
-from evaluation.extract import cut_at_stops, extract_code, repeating
+from evaluation.extract import cut_at_stops, extract_code
 from evaluation.models import EndpointModel, ModelError, open_model
 from evaluation.problems import ProblemError, load_problems
 from evaluation.run import RunConfig, evaluate
@@ -73,8 +73,6 @@ def test_code_is_taken_from_fenced_blocks() -> None:
     assert extract_code("def g():\n    pass") == "def g():\n    pass\n"
     assert extract_code("```python\ndef h():\n    return 1") == "def h():\n    return 1\n"
     assert cut_at_stops("    return 1\ndef other():", ["\ndef "]) == "    return 1"
-    assert repeating("x = 1\n    # note\n    # note\n    # note\n    # note\n")
-    assert not repeating("a\nb\na\nb\n")
 
 
 def test_unknown_models_are_refused_clearly(tmp_path: Path) -> None:
