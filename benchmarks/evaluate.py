@@ -13,8 +13,8 @@ its completions came out the same as the baseline's.
   exactly as llama-cpp-python does). llama.cpp sums in another order when sequences
   share a batch, and a small model's greedy choice can flip on such a difference.
 - With --loops, at the first slot count, the baseline decodes every token with the
-  model (`kodcu-eval --decode-loops`) and the second row continues greedy loops by
-  repetition (the default): the same texts wherever the model stays in its loops.
+  model (`kodcu-eval --loops decode`); the next rows continue greedy loops without it
+  (`--loops repeat`, the default, then `--loops count`; evaluation/loops.py).
 
 Tokens/s counts every new token of the texts, continued ones included.
 """
@@ -38,7 +38,7 @@ def main() -> None:
     parser.add_argument("--model", type=Path, help="a GGUF (default: the embedded model)")
     parser.add_argument("--problems", type=int, default=32, help="first N HumanEval problems")
     parser.add_argument("--slots", default="1,8,16", help="comma-separated; first: baseline")
-    parser.add_argument("--loops", action="store_true", help="decoding loops against continuing")
+    parser.add_argument("--loops", action="store_true", help="compare the --loops modes")
     parser.add_argument("--max-tokens", type=int, default=384)
     parser.add_argument("--threads", type=int, help="CPU threads (default: the engine's)")
     args = parser.parse_args()
@@ -47,13 +47,13 @@ def main() -> None:
     problems = load_problems("humaneval")[: args.problems]
     slot_counts = [int(s) for s in args.slots.split(",")]
     if args.loops:
-        settings = [(slot_counts[0], False), (slot_counts[0], True)]
+        settings = [(slot_counts[0], loops) for loops in ("decode", "repeat", "count")]
     else:
-        settings = [(slots, True) for slots in slot_counts]
+        settings = [(slots, "repeat") for slots in slot_counts]
     model = GGUFModel(path, adapter=None, threads=args.threads, slots=1)
     rows, baseline = [], None
-    for slots, continue_loops in settings:
-        model.slots, model.continue_loops, model.continued_tokens = slots, continue_loops, 0
+    for slots, loops in settings:
+        model.slots, model.loops, model.continued_tokens = slots, loops, 0
         prompts = [Prompt(p.task_id, text=p.base_prompt, stops=p.stops) for p in problems]
         start = time.perf_counter()
         texts = {p.key: text for p, text in model.generate(prompts, args.max_tokens, 0.0)}
@@ -61,7 +61,6 @@ def main() -> None:
         tokens = sum(len(model.llama.tokenize(t.encode(), add_bos=False)) for t in texts.values())
         baseline = baseline or (seconds, texts)
         same = sum(texts[k] == baseline[1][k] for k in texts)
-        loops = "continued" if continue_loops else "decoded"
         rows.append((slots, loops, seconds, tokens, model.continued_tokens, same))
         print(f"slots {slots}, loops {loops}: {seconds:.1f} s", file=sys.stderr, flush=True)
     model.close()

@@ -21,66 +21,26 @@ end-of-generation token, at a stop sequence (cut before it) or at `max_tokens`.
 Sampling (temperature > 0) uses nucleus sampling with top-p 0.95, the setting of the
 Codex paper's pass@k, from a generator seeded per request.
 
-Greedy loops. A small model often falls into a loop it repeats until the token limit:
+Greedy loops. A small model often falls into a loop it keeps until the token limit:
 on HumanEval, most of the default model's tokens are spent there. Once a greedy
-completion ends in a loop (`loop_period`: the same block of tokens three times over),
-the decoder continues it by repeating that block's tokens, without the model, up to
-the limit or a stop sequence. That is the text full decoding gives whenever the model
-stays in its loop, cut mid-line at the limit just the same; `benchmarks/evaluate.py
---loops` measures how often it does. `continue_loops=False` decodes every token.
+completion ends in a loop (evaluation/loops.py; `loops` picks which kinds), the
+decoder continues it without the model, token by token, up to the limit or a stop
+sequence: for a loop that repeats, the text full decoding gives whenever the model
+stays in it. `benchmarks/evaluate.py --loops` measures it.
 """
 
 from __future__ import annotations
 
 import ctypes
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from evaluation.loops import continuation
+
 TOP_P = 0.95
-LOOP_REPEATS = 3
-"""Copies of one block at the end of a greedy completion that make it a loop."""
-BLANK_REPEATS = 8
-"""As many copies for a block of blank lines, which code has a few of in a row."""
-INLINE_PERIOD = 8
-"""The shortest block, in tokens, that loops within a line (`0, 0, 0` is no loop)."""
-
-
-def loop_period(tokens: list[int], piece: Callable[[int], str]) -> int | None:
-    """The length P when `tokens` end in a loop: LOOP_REPEATS copies of one P-token block.
-
-    A block that holds a line break must be whole lines (checked where a line ends; a
-    loop of lines has a rotation that ends there) and hold code, or be blank lines
-    repeated BLANK_REPEATS times; a block within a line must be INLINE_PERIOD tokens
-    or longer. `piece` is a token's text. On the default model's full-length HumanEval
-    completions, every loop found so went on to the token limit.
-    """
-    n = len(tokens)
-    for period in range(1, n // LOOP_REPEATS + 1):
-        if tokens[n - 1 - period] != tokens[-1]:
-            continue  # the cheap test first
-        if not _repeats(tokens, period, LOOP_REPEATS):
-            continue
-        text = "".join(map(piece, tokens[n - period :]))
-        if "\n" not in text:
-            found = period >= INLINE_PERIOD
-        else:  # whole lines, of code or else many blank ones
-            found = "\n" in piece(tokens[-1]) and (
-                bool(text.strip()) or _repeats(tokens, period, BLANK_REPEATS)
-            )
-        if found:
-            return period
-    return None
-
-
-def _repeats(tokens: list[int], period: int, times: int) -> bool:
-    """Whether `tokens` end with `times` copies of their last `period` tokens."""
-    n, block = len(tokens), tokens[len(tokens) - period :]
-    if n < times * period:
-        return False
-    return all(tokens[n - (k + 1) * period : n - k * period] == block for k in range(1, times))
 
 
 @dataclass
@@ -119,7 +79,7 @@ class BatchedDecoder:
         slots: int,
         max_tokens: int,
         longest_prompt: int,
-        continue_loops: bool = True,
+        loops: str = "repeat",
     ) -> None:
         import llama_cpp
         from llama_cpp import _internals
@@ -151,10 +111,13 @@ class BatchedDecoder:
         self.n_batch = params.n_batch
         self.memory = llama_cpp.llama_get_memory(self.context.ctx)
         self.temperature = 0.0
-        self.continue_loops = continue_loops
+        self.loops = loops
         self.continued_tokens = 0
         """Tokens added by continuing greedy loops rather than by the model."""
         self.pieces: dict[int, str] = {}
+        # Counting on needs one token per digit, as Gemma's and Llama's tokenizers have.
+        digits = [llama.tokenize(str(d).encode(), add_bos=False) for d in range(10)]
+        self.digits = [t[0] for t in digits] if all(len(t) == 1 for t in digits) else None
 
     def close(self) -> None:
         self.lib.llama_batch_free(self.batch)
@@ -257,14 +220,14 @@ class BatchedDecoder:
     def _take(self, slot: _Slot, token: int) -> str | None:
         """Add the token to the slot's text; the finished text when the completion ends."""
         text = self._add(slot, token)
-        if text is not None or self.temperature > 0 or not self.continue_loops:
+        if text is not None or self.temperature > 0:
             return text
-        period = loop_period(slot.generated, self._piece)
-        if period is None:
+        more = continuation(slot.generated, self._piece, self.loops, self.digits)
+        if more is None:
             return None
-        # A greedy loop: repeat its block, token by token, as the model would go on.
+        # A greedy loop: continue it, token by token, as the model would go on.
         while text is None:
-            text = self._add(slot, slot.generated[-period])
+            text = self._add(slot, next(more))
             self.continued_tokens += 1
         return text
 

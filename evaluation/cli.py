@@ -20,6 +20,7 @@ import json
 import sys
 from pathlib import Path
 
+from evaluation.loops import LOOP_MODES
 from evaluation.models import ModelError, open_model
 from evaluation.problems import BENCHMARKS, ProblemError, load_problems
 from evaluation.run import RESULTS, RunConfig, evaluate
@@ -48,10 +49,12 @@ def run_parser() -> argparse.ArgumentParser:
         "(default 16; 1 decodes one at a time, exactly as llama-cpp-python does)",
     )
     parser.add_argument(
-        "--decode-loops",
-        action="store_true",
-        help="decode greedy loops to the token limit with the model, rather than continue "
-        "them by repeating their block (slower; see README)",
+        "--loops",
+        choices=LOOP_MODES,
+        default="repeat",
+        help="greedy loops a GGUF continues without the model: repeat (default; the text "
+        "full decoding gives while the model stays in its loop), count (also lines that "
+        "count on; faster, approximate), decode (none; slowest). See README",
     )
     parser.add_argument("--max-tokens", type=int, default=384, help="new tokens per sample")
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds per test program")
@@ -75,9 +78,7 @@ def run(argv: list[str]) -> int:
         return _fail(f"--k {max(ks)} needs at least that many --samples (now {args.samples})")
     try:
         problems = load_problems(args.benchmark, args.mbpp)[: args.limit]
-        model = open_model(
-            args.model, args.adapter, args.threads, args.slots, not args.decode_loops
-        )
+        model = open_model(args.model, args.adapter, args.threads, args.slots, args.loops)
     except (ProblemError, ModelError) as error:
         return _fail(str(error))
     config = RunConfig(

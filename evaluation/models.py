@@ -55,6 +55,8 @@ class Model(Protocol):
     name: str
     slots: int
     """Completions made at once (recorded in results.json)."""
+    loops: str
+    """Which greedy loops are continued without the model (evaluation/loops.py)."""
     continued_tokens: int
     """Tokens of greedy loops continued without the model (recorded in results.json)."""
 
@@ -89,12 +91,12 @@ def open_model(
     adapter: Path | None = None,
     threads: int | None = None,
     slots: int = 1,
-    continue_loops: bool = True,
+    loops: str = "repeat",
 ) -> Model:
     """The model `spec` names: a URL, a .gguf file, or a model / adapter folder.
 
     `slots` completions are made at once where the model allows (a GGUF, a server);
-    a GGUF continues greedy loops without the model unless `continue_loops` is False.
+    a GGUF continues greedy loops without the model as `loops` says (evaluation/loops.py).
     """
     if spec.startswith(("http://", "https://")):
         return EndpointModel(spec, os.environ.get("KODCU_EVAL_API_KEY"), slots)
@@ -102,7 +104,7 @@ def open_model(
     if not path.exists():
         raise ModelError(f"--model {spec}: no such file or folder")
     if path.is_file():
-        return GGUFModel(path, adapter, threads, slots, continue_loops)
+        return GGUFModel(path, adapter, threads, slots, loops)
     if adapter is not None:
         raise ModelError("--adapter applies a LoRA GGUF over a GGUF model; give a .gguf --model")
     if (path / "adapter_config.json").is_file() or (path / "config.json").is_file():
@@ -122,7 +124,7 @@ class GGUFModel:
         adapter: Path | None,
         threads: int | None,
         slots: int,
-        continue_loops: bool = True,
+        loops: str = "repeat",
     ) -> None:
         from desktop.engine import default_threads
         from desktop.engine_child import chat_formatter
@@ -148,7 +150,7 @@ class GGUFModel:
         )
         self.format_chat = chat_formatter(self.llama)  # as the desktop lays chats out
         self.slots = slots
-        self.continue_loops = continue_loops
+        self.loops = loops
         self.continued_tokens = 0
 
     def generate(
@@ -161,7 +163,7 @@ class GGUFModel:
             return
         longest = max(len(request.tokens) for request in requests)
         slots = max(1, min(self.slots, len(requests)))
-        decoder = BatchedDecoder(self.llama, slots, max_tokens, longest, self.continue_loops)
+        decoder = BatchedDecoder(self.llama, slots, max_tokens, longest, self.loops)
         try:
             for request, text in decoder.run(requests, temperature):
                 yield request.key, text
@@ -195,6 +197,7 @@ class HFModel:
 
         self.name = path.name
         self.slots = 1
+        self.loops = "decode"
         self.continued_tokens = 0
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         dtype = torch.bfloat16 if self.device == "cuda" else torch.float32
@@ -258,7 +261,8 @@ class EndpointModel:
         self.api_key = api_key
         self.name = self.url
         self.slots = slots
-        self.continued_tokens = 0  # a server decodes every token itself
+        self.loops = "decode"  # a server decodes every token itself
+        self.continued_tokens = 0
 
     def _post(self, route: str, body: dict[str, Any]) -> dict[str, Any]:
         headers = {"Content-Type": "application/json"}

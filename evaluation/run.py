@@ -87,6 +87,7 @@ def evaluate(
         "model": model.name,
         "config": asdict(config),
         "slots": model.slots,
+        "loops": model.loops,
         "continued_tokens": model.continued_tokens,
         "timings": {"wall_s": round(wall_s, 1), "generation_s": round(generation_s, 1)},
         "scores": score(outcomes, config.ks),
@@ -127,8 +128,8 @@ def report(results: dict[str, Any]) -> str:
     ]
     if results.get("continued_tokens"):
         lines.append(
-            f"{results['continued_tokens']} tokens continued greedy loops by repetition, "
-            "without the model (`--decode-loops` decodes them)."
+            f"{results['continued_tokens']} tokens continued greedy loops without the "
+            f"model (`--loops {results['loops']}`; `--loops decode` decodes them)."
         )
     lines += [
         "",

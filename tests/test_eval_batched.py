@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from desktop.engine_child import use_chat_template
-from evaluation.batched import BatchedDecoder, Request, loop_period
+from evaluation.batched import BatchedDecoder, Request
+from evaluation.loops import continuation, loop_period
 from evaluation.models import GGUFModel, Prompt
 from evaluation.problems import load_problems
 
@@ -26,10 +27,10 @@ def _decode(
     requests: list[Request],
     slots: int,
     max_tokens: int = 40,
-    continue_loops: bool = True,
+    loops: str = "repeat",
 ) -> dict[str, str]:
     longest = max(len(r.tokens) for r in requests)
-    decoder = BatchedDecoder(model.llama, slots, max_tokens, longest, continue_loops)
+    decoder = BatchedDecoder(model.llama, slots, max_tokens, longest, loops)
     try:
         return {request.key: text for request, text in decoder.run(requests, 0.0)}
     finally:
@@ -133,6 +134,25 @@ def test_loops_are_found_only_once_they_repeat_enough() -> None:
     assert loop_period([x] + [call, plus] * 12, piece) == 8  # 24 tokens: one now
 
 
+def test_counting_loops_count_on_only_when_asked() -> None:
+    words = [*"0123456789", "    if n == ", ": return ", "\n"]
+    piece, digits = words.__getitem__, list(range(10))
+    when, then, nl = 10, 11, 12
+
+    def line(k: int) -> list[int]:  # "    if n == k: return 2k\n", one token per digit
+        return [when, *map(int, str(k)), then, *map(int, str(2 * k)), nl]
+
+    five = [t for k in range(3, 8) for t in line(k)]
+    more = continuation(five, piece, "count", digits)
+    assert more is not None and [next(more) for _ in range(len(line(8)) * 2)] == line(8) + line(9)
+    assert continuation(five, piece, "repeat", digits) is None  # not the same block again
+    assert continuation(five[len(line(3)) :], piece, "count", digits) is None  # four: a table
+    down = [t for k in range(7, 2, -1) for t in line(k)]
+    assert continuation(down, piece, "count", digits) is None  # counts on up only
+    assert continuation(line(3) * 3, piece, "decode", digits) is None
+    assert continuation(line(3) * 3, piece, "repeat", digits) is not None
+
+
 def test_a_continued_loop_is_the_text_full_decoding_gives(model: GGUFModel) -> None:
     # HumanEval/26 and /105 fall into loops of lines within their first 25 tokens.
     problems = load_problems("humaneval")
@@ -143,5 +163,5 @@ def test_a_continued_loop_is_the_text_full_decoding_gives(model: GGUFModel) -> N
     continued = {request.key: text for request, text in decoder.run(requests, 0.0)}
     assert decoder.continued_tokens > 150  # most of the 2 x 120 tokens
     decoder.close()
-    decoded = _decode(model, requests, slots=1, max_tokens=120, continue_loops=False)
+    decoded = _decode(model, requests, slots=1, max_tokens=120, loops="decode")
     assert continued == decoded
