@@ -43,6 +43,12 @@ from evaluation.loops import continuation
 TOP_P = 0.95
 
 
+def _digit_tokens(llama: Any) -> list[int] | None:
+    """The tokens of "0" to "9"; None unless each is one token, which counting on needs."""
+    digits = [llama.tokenize(str(d).encode(), add_bos=False) for d in range(10)]
+    return [t[0] for t in digits] if all(len(t) == 1 for t in digits) else None
+
+
 @dataclass
 class Request:
     """One completion to make: the prompt's tokens and where its text must end."""
@@ -115,9 +121,7 @@ class BatchedDecoder:
         self.continued_tokens = 0
         """Tokens added by continuing greedy loops rather than by the model."""
         self.pieces: dict[int, str] = {}
-        # Counting on needs one token per digit, as Gemma's and Llama's tokenizers have.
-        digits = [llama.tokenize(str(d).encode(), add_bos=False) for d in range(10)]
-        self.digits = [t[0] for t in digits] if all(len(t) == 1 for t in digits) else None
+        self.digits = _digit_tokens(llama) if loops == "count" else None
 
     def close(self) -> None:
         self.lib.llama_batch_free(self.batch)

@@ -126,7 +126,7 @@ def report(results: dict[str, Any]) -> str:
         f"{results['timings']['wall_s']:.0f} s in all "
         f"({results['timings']['generation_s']:.0f} s generating).",
     ]
-    if results.get("continued_tokens"):
+    if results["continued_tokens"]:
         lines.append(
             f"{results['continued_tokens']} tokens continued greedy loops without the "
             f"model (`--loops {results['loops']}`; `--loops decode` decodes them)."

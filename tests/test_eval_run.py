@@ -11,7 +11,7 @@ import pytest
 
 from desktop.engine import Engine
 from evaluation.extract import cut_at_stops, extract_code
-from evaluation.models import EndpointModel, ModelError, open_model
+from evaluation.models import EndpointModel, GGUFModel, ModelError, open_model
 from evaluation.problems import ProblemError, load_problems
 from evaluation.run import RunConfig, evaluate
 from evaluation.sandbox import Sandbox
@@ -112,6 +112,21 @@ def test_the_command_evaluates_the_default_model_and_writes_its_run(
     shown = subprocess.run(compare, capture_output=True, text=True, timeout=120)
     assert shown.returncode == 0, shown.stderr
     assert "| run | benchmark |" in shown.stdout and (tmp_path / "compare.png").stat().st_size > 0
+
+
+def test_a_run_records_the_loops_it_continued(tmp_path: Path, default_model: Path) -> None:
+    # HumanEval/26 and /105 fall into loops of lines within their first 25 tokens.
+    problems = [load_problems("humaneval")[i] for i in (26, 105)]
+    model = GGUFModel(default_model, adapter=None, threads=None, slots=2)
+    try:
+        results = evaluate(problems, model, RunConfig(max_tokens=96), tmp_path, lambda _: None)
+    finally:
+        model.close()
+    assert results["loops"] == "repeat" and results["continued_tokens"] > 100
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["continued_tokens"] == results["continued_tokens"]
+    report = (tmp_path / "report.md").read_text()
+    assert f"{results['continued_tokens']} tokens continued greedy loops" in report
 
 
 @pytest.mark.slow
