@@ -125,6 +125,36 @@ def test_exit_code_of_a_program_that_stops_early():
     assert outcome.reason == "exit code 3 before the end of the program"
 
 
+def test_the_program_ends_as_a_python_of_its_own_would():
+    # The runner is a fork of the supervisor: its exit must still run the program's atexit
+    # functions, wait for its threads and flush what they printed.
+    source = (
+        "import atexit, threading, time\n"
+        "atexit.register(print, 'atexit ran')\n"
+        "def late():\n    time.sleep(0.2)\n    print('thread done', flush=False)\n"
+        "threading.Thread(target=late).start()\n"
+        "print('main done')\n"
+    )
+    outcome = run_program(source, QUICK)
+    assert (outcome.status, outcome.returncode) == ("passed", 0)
+    assert outcome.stdout == "main done\nthread done\natexit ran\n"
+
+
+def test_the_programs_signals_are_its_own():
+    # The supervisor's own SIGALRM ends the whole run; the program's alarm must not.
+    source = (
+        "import signal\n"
+        "def ring(*_):\n    raise TimeoutError('rang')\n"
+        "signal.signal(signal.SIGALRM, ring)\n"
+        "signal.setitimer(signal.ITIMER_REAL, 0.1)\n"
+        "import time\ntime.sleep(5)\n"
+    )
+    outcome = run_program(source, QUICK)
+    assert (outcome.status, outcome.reason) == ("failed", "TimeoutError: rang (line 3)")
+    bare = run_program("import signal, time\nsignal.alarm(1)\ntime.sleep(5)\n", QUICK)
+    assert (bare.status, bare.reason) == ("killed", "killed by SIGALRM")
+
+
 def test_syntax_error_is_its_own_status():
     outcome = run_program("def f(:\n    pass\n", QUICK)
     assert (outcome.status, outcome.exception) == ("syntax_error", "SyntaxError")
