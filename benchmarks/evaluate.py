@@ -13,10 +13,11 @@ its completions came out the same as the baseline's.
   exactly as llama-cpp-python does). llama.cpp sums in another order when sequences
   share a batch, and a small model's greedy choice can flip on such a difference.
 - With --loops, at the first slot count, the baseline decodes every token with the
-  model (`kodcu-eval --loops decode`); the next rows continue greedy loops without it
-  (`--loops repeat`, the default, then `--loops count`; evaluation/loops.py).
+  model (`kodcu-eval --loops decode`); the next rows continue repeated blocks without
+  it (`--loops repeat`), then also count on counting lines in drafts the model checks
+  (`--loops count`, the default; evaluation/loops.py).
 
-Tokens/s counts every new token of the texts, continued ones included.
+Tokens/s counts every new token of the texts, continued and drafted ones included.
 """
 
 from __future__ import annotations
@@ -49,11 +50,12 @@ def main() -> None:
     if args.loops:
         settings = [(slot_counts[0], loops) for loops in ("decode", "repeat", "count")]
     else:
-        settings = [(slots, "repeat") for slots in slot_counts]
+        settings = [(slots, "count") for slots in slot_counts]
     model = GGUFModel(path, adapter=None, threads=args.threads, slots=1)
     rows, baseline = [], None
     for slots, loops in settings:
-        model.slots, model.loops, model.continued_tokens = slots, loops, 0
+        model.slots, model.loops = slots, loops
+        model.continued_tokens = model.drafted_tokens = 0
         prompts = [Prompt(p.task_id, text=p.base_prompt, stops=p.stops) for p in problems]
         start = time.perf_counter()
         texts = {p.key: text for p, text in model.generate(prompts, args.max_tokens, 0.0)}
@@ -61,18 +63,23 @@ def main() -> None:
         tokens = sum(len(model.llama.tokenize(t.encode(), add_bos=False)) for t in texts.values())
         baseline = baseline or (seconds, texts)
         same = sum(texts[k] == baseline[1][k] for k in texts)
-        rows.append((slots, loops, seconds, tokens, model.continued_tokens, same))
+        rows.append(
+            (slots, loops, seconds, tokens, model.continued_tokens, model.drafted_tokens, same)
+        )
         print(f"slots {slots}, loops {loops}: {seconds:.1f} s", file=sys.stderr, flush=True)
     model.close()
 
     print(f"\n{path.name}, {len(problems)} HumanEval problems, greedy", end="")
     print(f", at most {args.max_tokens} new tokens\n")
-    print("| slots | loops | seconds | new tokens | continued | tokens/s | vs first row | same |")
-    print("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print(
+        "| slots | loops | seconds | new tokens | continued | drafted | tokens/s | vs first row "
+        "| same |"
+    )
+    print("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     first_seconds = rows[0][2]
-    for slots, loops, seconds, tokens, continued, same in rows:
+    for slots, loops, seconds, tokens, continued, drafted, same in rows:
         print(
-            f"| {slots} | {loops} | {seconds:.1f} | {tokens} | {continued} "
+            f"| {slots} | {loops} | {seconds:.1f} | {tokens} | {continued} | {drafted} "
             f"| {tokens / seconds:.1f} | {first_seconds / seconds:.2f}x | {same}/{len(problems)} |"
         )
 

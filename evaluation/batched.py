@@ -22,11 +22,16 @@ Sampling (temperature > 0) uses nucleus sampling with top-p 0.95, the setting of
 Codex paper's pass@k, from a generator seeded per request.
 
 Greedy loops. A small model often falls into a loop it keeps until the token limit:
-on HumanEval, most of the default model's tokens are spent there. Once a greedy
-completion ends in a loop (evaluation/loops.py; `loops` picks which kinds), the
-decoder continues it without the model, token by token, up to the limit or a stop
-sequence: for a loop that repeats, the text full decoding gives whenever the model
-stays in it. `benchmarks/evaluate.py --loops` measures it.
+on HumanEval, most of the default model's tokens are spent there (evaluation/loops.py;
+`loops` picks which kinds are continued). Once a greedy completion repeats a block of
+lines, the decoder continues it without the model, token by token, up to the limit or
+a stop sequence: the text full decoding gives whenever the model stays in its loop.
+Lines that count (`if n == 7: return 7`, then 8, ...) are counted on as a draft that
+the model checks: the draft goes through the model in one batch, one sequence, and
+the tokens are kept up to the first one the model would not have chosen, which then
+takes its place. Checking a token that way costs less than decoding it in a step (the
+weights are read once for the whole draft), and the text is the model's own.
+`benchmarks/evaluate.py --loops` measures both.
 """
 
 from __future__ import annotations
@@ -34,11 +39,12 @@ from __future__ import annotations
 import ctypes
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any
 
 import numpy as np
 
-from evaluation.loops import continuation
+from evaluation.loops import counting, repetition
 
 TOP_P = 0.95
 
@@ -74,6 +80,8 @@ class _Slot:
     generated: list[int] = field(default_factory=list)
     """The tokens of the completion so far."""
     data: bytes = b""
+    draft: Iterator[int] | None = None
+    """Tokens that count on the loop the completion ends in, for the model to check."""
 
 
 class BatchedDecoder:
@@ -85,7 +93,7 @@ class BatchedDecoder:
         slots: int,
         max_tokens: int,
         longest_prompt: int,
-        loops: str = "repeat",
+        loops: str = "count",
     ) -> None:
         import llama_cpp
         from llama_cpp import _internals
@@ -120,8 +128,11 @@ class BatchedDecoder:
         self.loops = loops
         self.continued_tokens = 0
         """Tokens added by continuing greedy loops rather than by the model."""
+        self.drafted_tokens = 0
+        """Tokens of counting loops drafted and kept because the model's check agreed."""
         self.pieces: dict[int, str] = {}
         self.digits = _digit_tokens(llama) if loops == "count" else None
+        """The digit tokens when counting loops are drafted; None otherwise."""
 
     def close(self) -> None:
         self.lib.llama_batch_free(self.batch)
@@ -133,9 +144,14 @@ class BatchedDecoder:
         waiting = iter(requests)
         active: dict[int, _Slot] = {}  # each holds a chosen token not yet decoded
         free = list(range(self.slots))
+        more = True  # requests may be waiting
         while True:
             # New requests take the free slots; one may end at its first token.
-            while free and (request := next(waiting, None)) is not None:
+            while free and more:
+                request = next(waiting, None)
+                if request is None:
+                    more = False
+                    break
                 slot_id = free.pop(0)  # the lowest free id: see _step
                 slot = self._start(slot_id, request)
                 text = self._take(slot, self._choose(slot, -1))
@@ -144,6 +160,15 @@ class BatchedDecoder:
                 else:
                     self._release(slot_id, free)
                     yield request, text
+            for slot_id in [i for i in sorted(active) if active[i].draft is not None]:
+                slot = active[slot_id]
+                text = self._check_draft(slot_id, slot)
+                if text is not None:
+                    del active[slot_id]
+                    self._release(slot_id, free)
+                    yield slot.request, text
+            if free and more:
+                continue  # a checked draft ended a completion: its slot takes the next
             if not active:
                 return
             order = sorted(active)  # by sequence id: see _step
@@ -224,16 +249,45 @@ class BatchedDecoder:
     def _take(self, slot: _Slot, token: int) -> str | None:
         """Add the token to the slot's text; the finished text when the completion ends."""
         text = self._add(slot, token)
-        if text is not None or self.temperature > 0:
+        if text is not None or self.temperature > 0 or self.loops == "decode":
             return text
-        more = continuation(slot.generated, self._piece, self.loops, self.digits)
-        if more is None:
-            return None
-        # A greedy loop: continue it, token by token, as the model would go on.
-        while text is None:
-            text = self._add(slot, next(more))
-            self.continued_tokens += 1
-        return text
+        more = repetition(slot.generated, self._piece)
+        if more is not None:
+            # A greedy loop: continue it, token by token, as the model would go on.
+            while text is None:
+                text = self._add(slot, next(more))
+                self.continued_tokens += 1
+            return text
+        if self.digits is not None:
+            slot.draft = counting(slot.generated, self._piece, self.digits)
+        return None
+
+    def _check_draft(self, slot_id: int, slot: _Slot) -> str | None:
+        """Run the slot's draft through the model in one batch and keep the tokens the model
+        agrees with, then the model's own choice where it first disagrees.
+
+        The batch holds the slot's chosen token and the draft but its last token; the
+        logits after each are the model's greedy choice for the next, exactly as a step
+        would give it. The cache then holds what was kept; the rest is dropped.
+        """
+        assert slot.draft is not None
+        room = min(self.max_tokens - len(slot.generated), self.n_batch)
+        draft = list(islice(slot.draft, room))
+        slot.draft = None
+        tokens = [slot.token, *draft[:-1]]
+        self._fill([(slot_id, t, slot.position + i) for i, t in enumerate(tokens)], True)
+        self._decode()
+        for index, drafted in enumerate(draft):
+            chosen = self._choose(slot, index)
+            slot.position += 1  # tokens[index] is in the cache now
+            text = self._add(slot, chosen)
+            if text is not None:
+                return text
+            if chosen != drafted:
+                break
+            self.drafted_tokens += 1
+        self.lib.llama_memory_seq_rm(self.memory, slot_id, slot.position, -1)
+        return None
 
     def _add(self, slot: _Slot, token: int) -> str | None:
         slot.token = token

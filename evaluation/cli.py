@@ -51,10 +51,10 @@ def run_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--loops",
         choices=LOOP_MODES,
-        default="repeat",
-        help="greedy loops a GGUF continues without the model: repeat (default; the text "
-        "full decoding gives while the model stays in its loop), count (also lines that "
-        "count on; faster, approximate), decode (none; slowest). See README",
+        default="count",
+        help="greedy loops a GGUF continues: count (default: blocks of lines that repeat, "
+        "without the model, and lines that count on, as drafts the model checks), repeat "
+        "(only the repeated blocks), decode (none; slowest). See README",
     )
     parser.add_argument("--max-tokens", type=int, default=384, help="new tokens per sample")
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds per test program")

@@ -1,22 +1,23 @@
 """Greedy loops: where a completion has fallen into one, and the tokens that continue it.
 
-    more = continuation(generated, piece, mode="repeat")   # None, or an endless iterator
+    more = repetition(generated, piece)            # None, or an endless iterator
+    draft = counting(generated, piece, digits)     # likewise, for lines that count
     next(more)   # the token the loop puts next
 
 A small model often falls into a loop it keeps to the token limit: on HumanEval, 101
 of the default model's 164 greedy completions run to 384 tokens. The batched decoder
-(evaluation/batched.py) continues a loop found here without the model.
+(evaluation/batched.py) uses what is found here, as `--loops` says:
 
 - "repeat": the completion ends with LOOP_REPEATS copies of one block of tokens. The
-  continuation repeats the block: exactly what full decoding gives as long as the
-  model stays in its loop (on the default model's full-length HumanEval completions,
-  all 60 such loops did).
-- "count": also lines whose numbers step by a constant from copy to copy
-  (`if n == 7: return 7`, `x[8]`, ...), COUNT_REPEATS times over. The continuation
-  counts on. A model may break its count (`if n == 20: return 19`): the text then
-  differs from full decoding (5 of 32 such loops on HumanEval, none of them with
-  another test outcome). It needs a tokenizer with one token per digit; a legitimate
-  table of COUNT_REPEATS steps or more would be taken for a loop.
+  decoder repeats the block without the model: exactly what full decoding gives as long
+  as the model stays in its loop (on the default model's full-length HumanEval
+  completions, all 60 such loops did).
+- "count" (the default): also lines whose numbers step by a constant from copy to copy
+  (`if n == 7: return 7`, `x[8]`, ...), COUNT_REPEATS times over. Counting on is only a
+  draft: a model may break its count (`if n == 20: return 19`: 5 of 32 such loops on
+  HumanEval did), so the decoder has the model check the draft, all of it in one batch,
+  and keeps the tokens up to the first the model would not choose. A legitimate table
+  is then only a draft that fails its check. Needs a tokenizer with one token per digit.
 - "decode": no loop is continued; the model decodes every token.
 """
 
@@ -33,7 +34,7 @@ BLANK_REPEATS = 8
 INLINE_PERIOD = 8
 """The shortest block, in tokens, that loops within a line (`0, 0, 0` is no loop)."""
 COUNT_REPEATS = 5
-"""Copies of a block of lines whose numbers count, which tables can hold a few of."""
+"""Copies of a block of lines whose numbers count before counting on is worth a draft."""
 COUNT_LINES = 8
 """The longest block of counting lines looked for."""
 
@@ -41,21 +42,10 @@ Piece = Callable[[int], str]
 """A token's text."""
 
 
-def continuation(
-    tokens: list[int], piece: Piece, mode: str, digits: list[int] | None = None
-) -> Iterator[int] | None:
-    """The tokens that continue the loop `tokens` end in, or None when they end in none.
-
-    `digits` are the tokens of "0" to "9", for mode "count".
-    """
-    if mode == "decode" or not tokens:
-        return None
+def repetition(tokens: list[int], piece: Piece) -> Iterator[int] | None:
+    """The tokens that continue the loop of repeated blocks `tokens` end in, or None."""
     period = loop_period(tokens, piece)
-    if period is not None:
-        return cycle(tokens[len(tokens) - period :])
-    if mode == "count" and digits is not None:
-        return counting(tokens, piece, digits)
-    return None
+    return None if period is None else cycle(tokens[len(tokens) - period :])
 
 
 def loop_period(tokens: list[int], piece: Piece) -> int | None:
@@ -93,7 +83,8 @@ def _repeats(tokens: list[int], period: int, times: int) -> bool:
 
 
 def counting(tokens: list[int], piece: Piece, digits: list[int]) -> Iterator[int] | None:
-    """The continuation of COUNT_REPEATS blocks of lines whose numbers step by constants."""
+    """The continuation of COUNT_REPEATS blocks of lines whose numbers step by constants:
+    a draft for the model to check. `digits` are the tokens of "0" to "9"."""
     if "\n" not in piece(tokens[-1]):
         return None  # whole lines only
     value = {token: str(d) for d, token in enumerate(digits)}

@@ -59,6 +59,8 @@ class Model(Protocol):
     """Which greedy loops are continued without the model (evaluation/loops.py)."""
     continued_tokens: int
     """Tokens of greedy loops continued without the model (recorded in results.json)."""
+    drafted_tokens: int
+    """Tokens of counting loops drafted and kept because the model's check agreed."""
 
     def generate(
         self, prompts: list[Prompt], max_tokens: int, temperature: float
@@ -91,7 +93,7 @@ def open_model(
     adapter: Path | None = None,
     threads: int | None = None,
     slots: int = 1,
-    loops: str = "repeat",
+    loops: str = "count",
 ) -> Model:
     """The model `spec` names: a URL, a .gguf file, or a model / adapter folder.
 
@@ -124,7 +126,7 @@ class GGUFModel:
         adapter: Path | None,
         threads: int | None,
         slots: int,
-        loops: str = "repeat",
+        loops: str = "count",
     ) -> None:
         from desktop.engine import default_threads
         from desktop.engine_child import chat_formatter
@@ -152,6 +154,7 @@ class GGUFModel:
         self.slots = slots
         self.loops = loops
         self.continued_tokens = 0
+        self.drafted_tokens = 0
 
     def generate(
         self, prompts: list[Prompt], max_tokens: int, temperature: float
@@ -169,6 +172,7 @@ class GGUFModel:
                 yield request.key, text
         finally:
             self.continued_tokens += decoder.continued_tokens
+            self.drafted_tokens += decoder.drafted_tokens
             decoder.close()
 
     def _request(self, prompt: Prompt) -> Any:
@@ -198,7 +202,7 @@ class HFModel:
         self.name = path.name
         self.slots = 1
         self.loops = "decode"
-        self.continued_tokens = 0
+        self.continued_tokens = self.drafted_tokens = 0
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         dtype = torch.bfloat16 if self.device == "cuda" else torch.float32
         try:
@@ -262,7 +266,7 @@ class EndpointModel:
         self.name = self.url
         self.slots = slots
         self.loops = "decode"  # a server decodes every token itself
-        self.continued_tokens = 0
+        self.continued_tokens = self.drafted_tokens = 0
 
     def _post(self, route: str, body: dict[str, Any]) -> dict[str, Any]:
         headers = {"Content-Type": "application/json"}

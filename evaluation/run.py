@@ -89,6 +89,7 @@ def evaluate(
         "slots": model.slots,
         "loops": model.loops,
         "continued_tokens": model.continued_tokens,
+        "drafted_tokens": model.drafted_tokens,
         "timings": {"wall_s": round(wall_s, 1), "generation_s": round(generation_s, 1)},
         "scores": score(outcomes, config.ks),
         "problems": {task: [_outcome(o) for o in samples] for task, samples in outcomes.items()},
@@ -126,10 +127,11 @@ def report(results: dict[str, Any]) -> str:
         f"{results['timings']['wall_s']:.0f} s in all "
         f"({results['timings']['generation_s']:.0f} s generating).",
     ]
-    if results["continued_tokens"]:
+    if results["continued_tokens"] or results.get("drafted_tokens"):
         lines.append(
             f"{results['continued_tokens']} tokens continued greedy loops without the "
-            f"model (`--loops {results['loops']}`; `--loops decode` decodes them)."
+            f"model, and {results.get('drafted_tokens', 0)} counted on in drafts the model "
+            f"checked (`--loops {results['loops']}`; `--loops decode` decodes them)."
         )
     lines += [
         "",

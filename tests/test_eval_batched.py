@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from desktop.engine_child import use_chat_template
+from evaluation import batched
 from evaluation.batched import BatchedDecoder, Request
-from evaluation.loops import continuation, loop_period
+from evaluation.loops import counting, loop_period, repetition
 from evaluation.models import GGUFModel, Prompt
 from evaluation.problems import load_problems
 
@@ -134,7 +135,7 @@ def test_loops_are_found_only_once_they_repeat_enough() -> None:
     assert loop_period([x] + [call, plus] * 12, piece) == 8  # 24 tokens: one now
 
 
-def test_counting_loops_count_on_only_when_asked() -> None:
+def test_counting_loops_are_drafted_only_when_they_count_steadily() -> None:
     words = [*"0123456789", "    if n == ", ": return ", "\n"]
     piece, digits = words.__getitem__, list(range(10))
     when, then, nl = 10, 11, 12
@@ -143,14 +144,59 @@ def test_counting_loops_count_on_only_when_asked() -> None:
         return [when, *map(int, str(k)), then, *map(int, str(2 * k)), nl]
 
     five = [t for k in range(3, 8) for t in line(k)]
-    more = continuation(five, piece, "count", digits)
-    assert more is not None and [next(more) for _ in range(len(line(8)) * 2)] == line(8) + line(9)
-    assert continuation(five, piece, "repeat", digits) is None  # not the same block again
-    assert continuation(five[len(line(3)) :], piece, "count", digits) is None  # four: a table
+    draft = counting(five, piece, digits)
+    assert draft is not None and [next(draft) for _ in range(len(line(8)) * 2)] == line(8) + line(9)
+    assert repetition(five, piece) is None  # not the same block again
+    assert counting(five[len(line(3)) :], piece, digits) is None  # four: no draft yet
     down = [t for k in range(7, 2, -1) for t in line(k)]
-    assert continuation(down, piece, "count", digits) is None  # counts on up only
-    assert continuation(line(3) * 3, piece, "decode", digits) is None
-    assert continuation(line(3) * 3, piece, "repeat", digits) is not None
+    assert counting(down, piece, digits) is None  # counts on up only
+    assert counting(five[:-1], piece, digits) is None  # in mid-line: wait for its end
+    same = repetition(line(3) * 3, piece)
+    assert same is not None and [next(same) for _ in range(len(line(3)))] == line(3)
+
+
+def test_a_checked_draft_is_the_text_full_decoding_gives(model: GGUFModel) -> None:
+    # HumanEval/63 and /150 count `if n == 5: return 5`, ... from their first 80 tokens.
+    problems = load_problems("humaneval")
+    requests = [
+        Request(i, model.llama.tokenize(problems[i].base_prompt.encode())) for i in (63, 150)
+    ]
+    decoder = BatchedDecoder(model.llama, 2, 300, max(len(r.tokens) for r in requests), "count")
+    drafted = {request.key: text for request, text in decoder.run(requests, 0.0)}
+    assert decoder.drafted_tokens > 300 and decoder.continued_tokens == 0
+    decoder.close()
+    decoded = _decode(model, requests, slots=2, max_tokens=300, loops="decode")
+    assert drafted == decoded
+    # The model breaks its count where the draft would have gone on: its text is kept.
+    assert "if n == 20:\n        return 19\n" in drafted[63]
+
+
+def test_a_wrong_draft_is_cut_where_the_model_disagrees(model: GGUFModel, monkeypatch) -> None:
+    # A draft right for 10 tokens, then wrong: the check keeps the 10, puts the model's own
+    # token in place of the 11th and drops the rest from the cache, so what follows is
+    # what the model decodes. (Far from the draft a near tie may still flip: the kept
+    # tokens' cache was computed in a batch, in another order.)
+    request = Request(0, model.llama.tokenize(load_problems("humaneval")[2].base_prompt.encode()))
+    seen: list[list[int]] = []
+
+    def drafting(draft: list[int]):  # records the tokens; drafts once, after 12 of them
+        def counting(tokens: list[int], *_: object) -> Iterator[int] | None:
+            seen.append(list(tokens))
+            return iter(draft) if draft and len(tokens) == 12 else None
+
+        return counting
+
+    monkeypatch.setattr(batched, "counting", drafting([]))
+    decoded = _decode(model, [request], slots=1, max_tokens=60, loops="count")
+    model_tokens = seen[-1]
+    assert len(model_tokens) > 40 and decoded
+    wrong = [*model_tokens[12:22], model_tokens[22] + 1, *model_tokens[23:]]
+    monkeypatch.setattr(batched, "counting", drafting(wrong))
+    decoder = BatchedDecoder(model.llama, 1, 60, len(request.tokens), "count")
+    list(decoder.run([request], 0.0))
+    assert decoder.drafted_tokens == 10
+    decoder.close()
+    assert seen[-1][:40] == model_tokens[:40]
 
 
 def test_a_continued_loop_is_the_text_full_decoding_gives(model: GGUFModel) -> None:

@@ -122,9 +122,10 @@ def test_a_run_records_the_loops_it_continued(tmp_path: Path, default_model: Pat
         results = evaluate(problems, model, RunConfig(max_tokens=96), tmp_path, lambda _: None)
     finally:
         model.close()
-    assert results["loops"] == "repeat" and results["continued_tokens"] > 100
+    assert results["loops"] == "count" and results["continued_tokens"] > 100
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["continued_tokens"] == results["continued_tokens"]
+    assert saved["drafted_tokens"] == results["drafted_tokens"] == 0  # no line counts here
     report = (tmp_path / "report.md").read_text()
     assert f"{results['continued_tokens']} tokens continued greedy loops" in report
 
