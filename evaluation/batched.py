@@ -23,15 +23,14 @@ Codex paper's pass@k, from a generator seeded per request.
 
 Greedy loops. A small model often falls into a loop it keeps until the token limit:
 on HumanEval, most of the default model's tokens are spent there (evaluation/loops.py;
-`loops` picks which kinds are continued). Once a greedy completion repeats a block of
-lines, the decoder continues it without the model, token by token, up to the limit or
-a stop sequence: the text full decoding gives whenever the model stays in its loop.
-Lines that count (`if n == 7: return 7`, then 8, ...) are counted on as a draft that
-the model checks: the draft goes through the model in one batch, one sequence, and
-the tokens are kept up to the first one the model would not have chosen, which then
-takes its place. Checking a token that way costs less than decoding it in a step (the
-weights are read once for the whole draft), and the text is the model's own.
-`benchmarks/evaluate.py --loops` measures both.
+`loops` picks which kinds are continued). The loop's continuation is a draft that the
+model checks: the draft goes through the model in one batch, one sequence, and the
+tokens are kept up to the first one the model would not have chosen, which then takes
+its place. Checking a token that way costs less than decoding it in a step, and the
+text is the model's own. Lines that count (`if n == 7: return 7`, then 8, ...) are
+checked to the end; a block of lines repeated three times is checked for one more
+turn, and once the model has gone round it, continued without the model, token by
+token, up to the limit or a stop sequence. `benchmarks/evaluate.py --loops` measures it.
 """
 
 from __future__ import annotations
@@ -44,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from evaluation.loops import counting, repetition
+from evaluation.loops import counting, loop_period, repetition
 
 TOP_P = 0.95
 
@@ -81,7 +80,10 @@ class _Slot:
     """The tokens of the completion so far."""
     data: bytes = b""
     draft: Iterator[int] | None = None
-    """Tokens that count on the loop the completion ends in, for the model to check."""
+    """Tokens that continue the loop the completion ends in, for the model to check."""
+    trust_after: int | None = None
+    """Checked tokens after which the rest of the draft is taken without the model (one
+    more turn of a repeated block); None: all of the draft is checked."""
 
 
 class BatchedDecoder:
@@ -251,29 +253,33 @@ class BatchedDecoder:
         text = self._add(slot, token)
         if text is not None or self.temperature > 0 or self.loops == "decode":
             return text
-        more = repetition(slot.generated, self._piece)
-        if more is not None:
-            # A greedy loop: continue it, token by token, as the model would go on.
-            while text is None:
-                text = self._add(slot, next(more))
-                self.continued_tokens += 1
-            return text
-        if self.digits is not None:
+        period = loop_period(slot.generated, self._piece)
+        if period is not None:  # the model checks one more turn of the block first
+            slot.draft = repetition(slot.generated, self._piece)
+            slot.trust_after = period
+        elif self.digits is not None:
             slot.draft = counting(slot.generated, self._piece, self.digits)
+            slot.trust_after = None
         return None
 
     def _check_draft(self, slot_id: int, slot: _Slot) -> str | None:
         """Run the slot's draft through the model in one batch and keep the tokens the model
-        agrees with, then the model's own choice where it first disagrees.
+        agrees with, then the model's own choice where it first disagrees. A repeated
+        block the model went round once more is then continued without it, token by token,
+        up to the limit or a stop sequence.
 
         The batch holds the slot's chosen token and the draft but its last token; the
-        logits after each are the model's greedy choice for the next, exactly as a step
-        would give it. The cache then holds what was kept; the rest is dropped.
+        logits after each give the model's greedy choice for the next, as a step would
+        (summed in another order: a near tie may go the other way). The cache then holds
+        what was kept; the rest of the draft is dropped from it.
         """
         assert slot.draft is not None
+        more, trust_after = slot.draft, slot.trust_after
+        slot.draft = slot.trust_after = None
         room = min(self.max_tokens - len(slot.generated), self.n_batch)
-        draft = list(islice(slot.draft, room))
-        slot.draft = None
+        if trust_after is not None:
+            room = min(room, trust_after)
+        draft = list(islice(more, room))
         tokens = [slot.token, *draft[:-1]]
         self._fill([(slot_id, t, slot.position + i) for i, t in enumerate(tokens)], True)
         self._decode()
@@ -286,6 +292,13 @@ class BatchedDecoder:
             if chosen != drafted:
                 break
             self.drafted_tokens += 1
+        else:
+            if trust_after is not None:  # the loop held under the check: go on without it
+                text = None
+                while text is None:
+                    text = self._add(slot, next(more))
+                    self.continued_tokens += 1
+                return text
         self.lib.llama_memory_seq_rm(self.memory, slot_id, slot.position, -1)
         return None
 

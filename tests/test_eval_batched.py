@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from itertools import cycle
 from pathlib import Path
 
 import numpy as np
@@ -211,3 +212,17 @@ def test_a_continued_loop_is_the_text_full_decoding_gives(model: GGUFModel) -> N
     decoder.close()
     decoded = _decode(model, requests, slots=1, max_tokens=120, loops="decode")
     assert continued == decoded
+
+
+def test_a_loop_the_model_leaves_is_not_continued(model: GGUFModel, monkeypatch) -> None:
+    # Take 4 tokens after the 12th for a loop that is not there: the model's check of one
+    # more turn of the block disagrees, so nothing is continued without the model.
+    request = Request(0, model.llama.tokenize(load_problems("humaneval")[2].base_prompt.encode()))
+    decoded = _decode(model, [request], slots=1, max_tokens=60, loops="decode")
+    monkeypatch.setattr(batched, "loop_period", lambda tokens, _: 4 if len(tokens) == 12 else None)
+    monkeypatch.setattr(batched, "repetition", lambda tokens, _: cycle(tokens[-4:]))
+    decoder = BatchedDecoder(model.llama, 1, 60, len(request.tokens), "repeat")
+    texts = [text for _, text in decoder.run([request], 0.0)]
+    assert decoder.continued_tokens == 0 and decoder.drafted_tokens < 4
+    decoder.close()
+    assert texts[0][:150] == decoded[0][:150]
