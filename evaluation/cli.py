@@ -52,9 +52,10 @@ def run_parser() -> argparse.ArgumentParser:
         "--loops",
         choices=LOOP_MODES,
         default="count",
-        help="greedy loops a GGUF continues: count (default: blocks of lines that repeat, "
-        "without the model, and lines that count on, as drafts the model checks), repeat "
-        "(only the repeated blocks), decode (none; slowest). See README",
+        help="greedy loops a GGUF continues: count (default: repeated blocks, and lines "
+        "that count on, drafted and checked by the model), repeat (only repeated blocks: "
+        "one more turn checked, then continued without the model), decode (none; "
+        "slowest). See README",
     )
     parser.add_argument("--max-tokens", type=int, default=384, help="new tokens per sample")
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds per test program")
