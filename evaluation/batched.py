@@ -38,12 +38,12 @@ from __future__ import annotations
 import ctypes
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from itertools import islice
+from itertools import cycle, islice
 from typing import Any
 
 import numpy as np
 
-from evaluation.loops import counting, loop_period, repetition
+from evaluation.loops import counting, loop_period
 
 TOP_P = 0.95
 
@@ -131,7 +131,7 @@ class BatchedDecoder:
         self.continued_tokens = 0
         """Tokens added by continuing greedy loops rather than by the model."""
         self.drafted_tokens = 0
-        """Tokens of counting loops drafted and kept because the model's check agreed."""
+        """Tokens of loops drafted and kept because the model's check agreed."""
         self.pieces: dict[int, str] = {}
         self.digits = _digit_tokens(llama) if loops == "count" else None
         """The digit tokens when counting loops are drafted; None otherwise."""
@@ -255,7 +255,7 @@ class BatchedDecoder:
             return text
         period = loop_period(slot.generated, self._piece)
         if period is not None:  # the model checks one more turn of the block first
-            slot.draft = repetition(slot.generated, self._piece)
+            slot.draft = cycle(slot.generated[-period:])
             slot.trust_after = period
         elif self.digits is not None:
             slot.draft = counting(slot.generated, self._piece, self.digits)

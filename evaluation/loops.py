@@ -1,8 +1,8 @@
 """Greedy loops: where a completion has fallen into one, and the tokens that continue it.
 
-    more = repetition(generated, piece)            # None, or an endless iterator
-    draft = counting(generated, piece, digits)     # likewise, for lines that count
-    next(more)   # the token the loop puts next
+    period = loop_period(generated, piece)         # None, or the length of the block
+    draft = counting(generated, piece, digits)     # None, or an endless iterator
+    next(draft)   # the token counting on puts next
 
 A small model often falls into a loop it keeps to the token limit: on HumanEval, 101
 of the default model's 164 greedy completions run to 384 tokens. The batched decoder
@@ -26,7 +26,7 @@ of the default model's 164 greedy completions run to 384 tokens. The batched dec
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from itertools import count, cycle, pairwise
+from itertools import count, pairwise
 
 LOOP_MODES = ("repeat", "count", "decode")
 LOOP_REPEATS = 3
@@ -42,12 +42,6 @@ COUNT_LINES = 8
 
 Piece = Callable[[int], str]
 """A token's text."""
-
-
-def repetition(tokens: list[int], piece: Piece) -> Iterator[int] | None:
-    """The tokens that continue the loop of repeated blocks `tokens` end in, or None."""
-    period = loop_period(tokens, piece)
-    return None if period is None else cycle(tokens[len(tokens) - period :])
 
 
 def loop_period(tokens: list[int], piece: Piece) -> int | None:

@@ -56,11 +56,11 @@ class Model(Protocol):
     slots: int
     """Completions made at once (recorded in results.json)."""
     loops: str
-    """Which greedy loops are continued without the model (evaluation/loops.py)."""
+    """Which greedy loops are drafted and continued (`--loops`, evaluation/loops.py)."""
     continued_tokens: int
     """Tokens of greedy loops continued without the model (recorded in results.json)."""
     drafted_tokens: int
-    """Tokens of counting loops drafted and kept because the model's check agreed."""
+    """Tokens of loops drafted and kept because the model's check agreed."""
 
     def generate(
         self, prompts: list[Prompt], max_tokens: int, temperature: float

@@ -127,10 +127,10 @@ def report(results: dict[str, Any]) -> str:
         f"{results['timings']['wall_s']:.0f} s in all "
         f"({results['timings']['generation_s']:.0f} s generating).",
     ]
-    if results["continued_tokens"] or results.get("drafted_tokens"):
+    if results["continued_tokens"] or results["drafted_tokens"]:
         lines.append(
             f"{results['continued_tokens']} tokens continued greedy loops without the "
-            f"model, and {results.get('drafted_tokens', 0)} counted on in drafts the model "
+            f"model, and {results['drafted_tokens']} were kept from loop drafts the model "
             f"checked (`--loops {results['loops']}`; `--loops decode` decodes them)."
         )
     lines += [

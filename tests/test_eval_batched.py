@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from itertools import cycle
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +11,7 @@ import pytest
 from desktop.engine_child import use_chat_template
 from evaluation import batched
 from evaluation.batched import BatchedDecoder, Request
-from evaluation.loops import counting, loop_period, repetition
+from evaluation.loops import counting, loop_period
 from evaluation.models import GGUFModel, Prompt
 from evaluation.problems import load_problems
 
@@ -147,13 +146,12 @@ def test_counting_loops_are_drafted_only_when_they_count_steadily() -> None:
     five = [t for k in range(3, 8) for t in line(k)]
     draft = counting(five, piece, digits)
     assert draft is not None and [next(draft) for _ in range(len(line(8)) * 2)] == line(8) + line(9)
-    assert repetition(five, piece) is None  # not the same block again
+    assert loop_period(five, piece) is None  # not the same block again
     assert counting(five[len(line(3)) :], piece, digits) is None  # four: no draft yet
     down = [t for k in range(7, 2, -1) for t in line(k)]
     assert counting(down, piece, digits) is None  # counts on up only
     assert counting(five[:-1], piece, digits) is None  # in mid-line: wait for its end
-    same = repetition(line(3) * 3, piece)
-    assert same is not None and [next(same) for _ in range(len(line(3)))] == line(3)
+    assert loop_period(line(3) * 3, piece) == len(line(3))
 
 
 def test_a_checked_draft_is_the_text_full_decoding_gives(model: GGUFModel) -> None:
@@ -220,7 +218,6 @@ def test_a_loop_the_model_leaves_is_not_continued(model: GGUFModel, monkeypatch)
     request = Request(0, model.llama.tokenize(load_problems("humaneval")[2].base_prompt.encode()))
     decoded = _decode(model, [request], slots=1, max_tokens=60, loops="decode")
     monkeypatch.setattr(batched, "loop_period", lambda tokens, _: 4 if len(tokens) == 12 else None)
-    monkeypatch.setattr(batched, "repetition", lambda tokens, _: cycle(tokens[-4:]))
     decoder = BatchedDecoder(model.llama, 1, 60, len(request.tokens), "repeat")
     texts = [text for _, text in decoder.run([request], 0.0)]
     assert decoder.continued_tokens == 0 and decoder.drafted_tokens < 4

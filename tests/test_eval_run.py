@@ -129,6 +129,7 @@ def test_a_run_records_the_loops_it_continued(tmp_path: Path, default_model: Pat
     assert saved["drafted_tokens"] == results["drafted_tokens"] > 0
     report = (tmp_path / "report.md").read_text()
     assert f"{results['continued_tokens']} tokens continued greedy loops" in report
+    assert f"{results['drafted_tokens']} were kept from loop drafts" in report
 
 
 @pytest.mark.slow
