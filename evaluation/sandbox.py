@@ -69,7 +69,14 @@ from evaluation.sandbox_child import WATCHER
 
 MARKER = "KODCU_SANDBOX_RUN"
 """The environment variable that marks every process of a run."""
-CHILD = str(Path(child.__file__).resolve())
+CHILD_DIR = str(Path(child.__file__).resolve().parent)
+BOOT = (
+    "import sys; sys.path.insert(0, sys.argv[1]); import sandbox_child; del sys.path[0]; "
+    "sandbox_child.main(sys.argv[2:])"
+)
+"""How the supervisor starts: imported, the child module comes from its compiled bytecode
+(`__pycache__`), where a script would be compiled anew for every program; its directory
+leaves sys.path before the program runs, so the program cannot import its neighbours."""
 POSIX = os.name == "posix"
 STATUSES = ("passed", "failed", "timeout", "memory", "syntax_error", "output_limit")
 STATUSES += ("killed", "error")
@@ -212,7 +219,7 @@ def _supervisor_command(run_dir: str, limits: str) -> list[str]:
         # re-enters its own entry point, which dispatches this flag before anything else.
         return [sys.executable, child.FROZEN_FLAG, "supervise", run_dir, limits]
     # With site: the runner, a fork of the supervisor, imports what the program imports.
-    return [sys.executable, "-I", "-X", "utf8", CHILD, "supervise", run_dir, limits]
+    return [sys.executable, "-I", "-X", "utf8", "-c", BOOT, CHILD_DIR, "supervise", run_dir, limits]
 
 
 def _error(reason: str, start: float) -> Outcome:

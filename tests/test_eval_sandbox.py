@@ -125,6 +125,16 @@ def test_exit_code_of_a_program_that_stops_early():
     assert outcome.reason == "exit code 3 before the end of the program"
 
 
+@pytest.mark.parametrize(
+    ("call", "returncode", "stderr"),
+    [("sys.exit(7)", 7, ""), ("sys.exit('bad input')", 1, "bad input\n"), ("sys.exit()", 0, "")],
+)
+def test_sys_exit_gives_the_status_and_message_python_would(call, returncode, stderr):
+    outcome = run_program(f"import sys\nprint('before')\n{call}\nprint('never')\n", QUICK)
+    assert (outcome.status, outcome.returncode) == ("failed", returncode)
+    assert (outcome.stdout, outcome.stderr) == ("before\n", stderr)
+
+
 def test_the_program_ends_as_a_python_of_its_own_would():
     # The runner is a fork of the supervisor: its exit must still run the program's atexit
     # functions, wait for its threads and flush what they printed.
