@@ -23,7 +23,7 @@ from pathlib import Path
 from evaluation.loops import LOOP_MODES
 from evaluation.models import ModelError, open_model
 from evaluation.problems import BENCHMARKS, ProblemError, load_problems
-from evaluation.run import RESULTS, RunConfig, evaluate
+from evaluation.run import RESULTS, SAMPLES, RunConfig, RunError, evaluate
 
 
 def run_parser() -> argparse.ArgumentParser:
@@ -94,8 +94,15 @@ def run(argv: list[str]) -> int:
     )
     try:
         results = evaluate(problems, model, config, args.out)
-    except ModelError as error:
+    except (ModelError, RunError) as error:
         return _fail(str(error))
+    except KeyboardInterrupt:
+        print(
+            f"kodcu-eval: interrupted; the samples made so far are in {args.out / SAMPLES}: "
+            "run the same command to go on from them",
+            file=sys.stderr,
+        )
+        return 130
     finally:
         model.close()
     scores = ", ".join(f"{k} {v:.4f}" for k, v in results["scores"]["pass@k"].items())

@@ -6,7 +6,10 @@ The model makes several completions at once where it can (`slots`; see
 evaluation/batched.py), and tests run in the sandbox's worker processes while it
 goes on generating, so the run takes about as long as generation alone. The output folder holds
 `samples.jsonl` (written as samples arrive), `results.json` (per problem: each
-sample's status and reason; pass@k; the settings and timings) and `report.md`.
+sample's status and reason; pass@k; the settings and timings) and `report.md`, and
+`run.json`, the settings that shape the samples. A run into a folder that already holds
+samples made with the same settings goes on from them: an interrupted run loses only
+the completions it was making, and a finished one is tested and scored again.
 """
 
 from __future__ import annotations
@@ -26,6 +29,13 @@ from evaluation.scoring import score
 SAMPLES = "samples.jsonl"
 RESULTS = "results.json"
 REPORT = "report.md"
+SETTINGS = "run.json"
+SAMPLE_FIELDS = ("benchmark", "kind", "samples", "temperature", "max_tokens")
+"""The RunConfig fields that shape the samples; the others only shape their tests."""
+
+
+class RunError(ValueError):
+    """The output folder holds another run's samples; the message says what to do."""
 
 
 @dataclass
@@ -54,6 +64,9 @@ def evaluate(
 ) -> dict[str, Any]:
     """Run the benchmark and write the output folder; returns results.json's content."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    settings = _settings(model, config)
+    earlier = _earlier_samples(out_dir, settings, progress)
+    (out_dir / SETTINGS).write_text(json.dumps(settings, indent=2) + "\n")
     limits = Limits(wall_s=config.timeout_s, cpu_s=config.timeout_s)
     started = time.perf_counter()
     pending: dict[str, list[Any]] = {p.task_id: [] for p in problems}
@@ -62,19 +75,29 @@ def evaluate(
         for number, problem in enumerate(problems)
         for index in range(config.samples)
     ]
+    made = {p.key: earlier[p.key]["completion"] for p in prompts if p.key in earlier}
+    if made:
+        progress(f"{len(made)} of {len(prompts)} samples are already in {out_dir / SAMPLES}")
     by_task = {problem.task_id: problem for problem in problems}
-    with Sandbox(limits, workers=config.workers) as sandbox, (out_dir / SAMPLES).open("w") as out:
-        completions = model.generate(prompts, config.max_tokens, config.temperature)
-        for done, (prompt, completion) in enumerate(completions, start=1):
-            task, index = prompt.key
+    with Sandbox(limits, workers=config.workers) as sandbox, (out_dir / SAMPLES).open("a") as out:
+
+        def test(task: str, index: int, completion: str) -> str:
             problem = by_task[task]
             program = problem.program(completion, config.kind)
+            future = sandbox.submit(program, problem.test, problem.entry_point)
+            pending[task].append((index, future))
+            return program
+
+        for (task, index), completion in made.items():
+            test(task, index, completion)
+        todo = [prompt for prompt in prompts if prompt.key not in made]
+        completions = model.generate(todo, config.max_tokens, config.temperature)
+        for done, (prompt, completion) in enumerate(completions, start=len(made) + 1):
+            task, index = prompt.key
+            program = test(task, index, completion)
             sample = {"task_id": task, "sample": index, "completion": completion}
             out.write(json.dumps({**sample, "program": program}) + "\n")
             out.flush()
-            pending[task].append(
-                (index, sandbox.submit(program, problem.test, problem.entry_point))
-            )
             elapsed = time.perf_counter() - started
             progress(f"[{done}/{len(prompts)}] {task} sample {index} generated ({elapsed:.0f} s)")
         generation_s = time.perf_counter() - started
@@ -97,6 +120,54 @@ def evaluate(
     (out_dir / RESULTS).write_text(json.dumps(results, indent=2) + "\n")
     (out_dir / REPORT).write_text(report(results))
     return results
+
+
+def _settings(model: Model, config: RunConfig) -> dict[str, Any]:
+    fields = {name: value for name, value in asdict(config).items() if name in SAMPLE_FIELDS}
+    return {"model": model.name, "slots": model.slots, "loops": model.loops, **fields}
+
+
+def _earlier_samples(
+    out_dir: Path, settings: dict[str, Any], progress: Callable[[str], None]
+) -> dict[tuple[str, int], dict[str, Any]]:
+    """The samples already in out_dir, by (task, sample), if made with these settings.
+
+    samples.jsonl is written again without any line that is not a whole sample (the last
+    one, if the run was stopped as it wrote it), so that new samples follow good ones.
+    """
+    path = out_dir / SAMPLES
+    if not path.exists():
+        return {}
+    try:
+        recorded = json.loads((out_dir / SETTINGS).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        recorded = None
+    if recorded != settings:
+        if isinstance(recorded, dict):
+            names = [name for name in settings if recorded.get(name) != settings[name]]
+            why = f"made with another {', '.join(names)}"
+        else:
+            why = f"made with settings that {SETTINGS} does not record"
+        raise RunError(
+            f"{out_dir} holds samples {why}: give another --out, or delete {path} to start over"
+        )
+    samples: dict[tuple[str, int], dict[str, Any]] = {}
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        try:
+            sample = json.loads(line)
+            key = (sample["task_id"], sample["sample"])
+            whole = isinstance(sample["completion"], str) and isinstance(key[0], str)
+            whole = whole and isinstance(key[1], int)
+        except (ValueError, KeyError, TypeError):
+            whole = False
+        if not whole:
+            progress(f"{path}, line {number}: not a whole sample; it will be made again")
+            continue
+        samples.setdefault(key, sample)
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text("".join(json.dumps(s) + "\n" for s in samples.values()), encoding="utf-8")
+    temporary.replace(path)
+    return samples
 
 
 def _prompt(problem: Problem, config: RunConfig, index: int, seed: int) -> Prompt:
