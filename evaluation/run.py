@@ -136,18 +136,18 @@ def _earlier_samples(
     one, if the run was stopped as it wrote it), so that new samples follow good ones.
     """
     path = out_dir / SAMPLES
-    if not path.exists():
+    if not path.exists() or path.stat().st_size == 0:
         return {}
     try:
         recorded = json.loads((out_dir / SETTINGS).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         recorded = None
-    if recorded != settings:
-        if isinstance(recorded, dict):
-            names = [name for name in settings if recorded.get(name) != settings[name]]
-            why = f"made with another {', '.join(names)}"
-        else:
-            why = f"made with settings that {SETTINGS} does not record"
+    if not isinstance(recorded, dict):
+        why = f"made with settings that {SETTINGS} does not record"
+    else:
+        names = [name for name, value in settings.items() if recorded.get(name) != value]
+        why = f"made with another {', '.join(names)}" if names else ""
+    if why:
         raise RunError(
             f"{out_dir} holds samples {why}: give another --out, or delete {path} to start over"
         )
