@@ -241,10 +241,14 @@ class HFModel:
         return cut_at_stops(self._generate(ids, max_tokens, temperature, stops), stops)
 
     def chat(self, messages: list[Message], max_tokens: int, temperature: float) -> str:
+        if not self.tokenizer.chat_template:
+            raise ModelError(
+                f"--prompt instruct: {self.name} has no chat template; use --prompt base"
+            )
         ids = self.tokenizer.apply_chat_template(
             messages, add_generation_prompt=True, tokenize=True
         )
-        if isinstance(ids, dict):  # transformers 5 returns a BatchEncoding
+        if not isinstance(ids, list):  # transformers 5 returns a BatchEncoding (a mapping)
             ids = ids["input_ids"]
         return self._generate(list(ids), max_tokens, temperature, [])
 

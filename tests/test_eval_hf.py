@@ -1,0 +1,96 @@
+"""kodcu-eval on a Hugging Face model folder and on a Kodcu adapter folder (transformers).
+
+A tiny random base model is fine-tuned by the trainer on the crafted rows, then both are
+evaluated on problems made of those rows: the adapter must pass where the base fails, the
+comparison `kodcu-eval` exists to make.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from evaluation.extract import cut_at_stops
+from evaluation.models import HFModel, ModelError, open_model
+from evaluation.problems import Problem
+from evaluation.run import RunConfig, evaluate
+from kodcu.prompt import ALPACA_CHAT_TEMPLATE
+from tests.test_trainer_train import make_config
+from tests.tiny_models import TRAIN_ROWS, tiny_model, write_rows
+from trainer.train import run as train
+
+pytestmark = pytest.mark.usefixtures("offline_hub")
+
+TASKS = [
+    ("add", "Write a function that adds two numbers.", "assert add(2, 3) == 5"),
+    ("square", "Square a number.", "assert square(4) == 16"),
+    ("is_even", "Check if a number is even.", "assert is_even(4) and not is_even(3)"),
+]
+INSTRUCTIONS = {instruction for _, instruction, _ in TASKS}
+PROBLEMS = [
+    Problem(
+        task_id=f"rows/{entry}",
+        base_prompt=f"def {entry}(",
+        instruction=instruction,
+        test=test,
+        entry_point=None,
+    )
+    for entry, instruction, test in TASKS
+]
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    tmp = tmp_path_factory.mktemp("hf")
+    base = tiny_model(tmp / "base", "llama", pad="<pad>")
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    tokenizer.chat_template = ALPACA_CHAT_TEMPLATE  # instruct prompts for the base too
+    tokenizer.save_pretrained(base)
+    # The three rows the problems ask for, learned by heart.
+    rows = [row for row in TRAIN_ROWS if row["instruction"] in INSTRUCTIONS]
+    sources = {"path": str(write_rows(tmp / "rows.jsonl", rows)), "limit": None}
+    training = {"max_steps": 150, "learning_rate": 1e-2}
+    config = make_config(tmp, base, sources=sources, training=training)
+    return base, train(config)
+
+
+def test_a_model_folder_completes_as_transformers_does(folders: tuple[Path, Path]) -> None:
+    base, _ = folders
+    model = open_model(str(base))
+    assert isinstance(model, HFModel) and model.name == "base"
+    prompt, stops = "def add(a, b):\n", ["\ndef "]
+    text = model.complete(prompt, stops, max_tokens=24, temperature=0.0)
+
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    plain = AutoModelForCausalLM.from_pretrained(base)
+    ids = tokenizer(prompt, return_tensors="pt").input_ids
+    with torch.no_grad():
+        out = plain.generate(ids, max_new_tokens=24, do_sample=False, pad_token_id=3)
+    expected = tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True)
+    assert text == cut_at_stops(expected, stops)
+
+
+def test_instruct_prompts_need_a_chat_template(tmp_path: Path) -> None:
+    model = open_model(str(tiny_model(tmp_path / "plain", "llama")))
+    with pytest.raises(ModelError, match="plain has no chat template; use --prompt base"):
+        model.chat([{"role": "user", "content": "Add two numbers."}], 8, 0.0)
+
+
+def test_the_fine_tuned_adapter_passes_where_its_base_fails(
+    folders: tuple[Path, Path], tmp_path: Path
+) -> None:
+    base, adapter = folders
+    config = RunConfig(benchmark="rows", kind="instruct", max_tokens=32, timeout_s=5)
+    runs = {}
+    for name, folder in (("base", base), ("adapter", adapter)):
+        model = open_model(str(folder))
+        try:
+            runs[name] = evaluate(PROBLEMS, model, config, tmp_path / name, lambda _: None)
+        finally:
+            model.close()
+    assert runs["adapter"]["model"] == adapter.name
+    assert runs["base"]["scores"]["pass@k"]["pass@1"] == 0.0
+    assert runs["adapter"]["scores"]["pass@k"]["pass@1"] == 1.0, runs["adapter"]["problems"]
