@@ -45,8 +45,9 @@ def run_parser() -> argparse.ArgumentParser:
         "--slots",
         type=int,
         default=16,
-        help="completions decoded together for a GGUF, or requests in flight to a server "
-        "(default 16; 1 decodes one at a time, exactly as llama-cpp-python does)",
+        help="completions decoded together for a GGUF or a Hugging Face folder, or requests "
+        "in flight to a server (default 16; 1 decodes one at a time, exactly as "
+        "llama-cpp-python or transformers does)",
     )
     parser.add_argument(
         "--loops",

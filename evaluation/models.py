@@ -72,16 +72,14 @@ class Model(Protocol):
 
 
 def one_at_a_time(
-    model: HFModel | EndpointModel, prompts: list[Prompt], max_tokens: int, temperature: float
+    model: EndpointModel, prompts: list[Prompt], max_tokens: int, temperature: float
 ) -> Iterator[tuple[Prompt, str]]:
     """`generate` for a model that makes one completion at a time."""
     for prompt in prompts:
         yield prompt, answer(model, prompt, max_tokens, temperature)
 
 
-def answer(
-    model: HFModel | EndpointModel, prompt: Prompt, max_tokens: int, temperature: float
-) -> str:
+def answer(model: EndpointModel, prompt: Prompt, max_tokens: int, temperature: float) -> str:
     """One completion: of the base-model prompt, or of the chat."""
     if prompt.text is not None:
         return model.complete(prompt.text, prompt.stops, max_tokens, temperature)
@@ -110,7 +108,7 @@ def open_model(
     if adapter is not None:
         raise ModelError("--adapter applies a LoRA GGUF over a GGUF model; give a .gguf --model")
     if (path / "adapter_config.json").is_file() or (path / "config.json").is_file():
-        return HFModel(path)
+        return HFModel(path, slots)
     raise ModelError(
         f"--model {spec}: a folder without config.json or adapter_config.json; give a GGUF "
         "file, a Hugging Face model folder, a Kodcu adapter folder or a server URL"
@@ -193,14 +191,20 @@ class GGUFModel:
 
 
 class HFModel:
-    """transformers on the CPU or a GPU; a PEFT adapter folder is loaded over its base."""
+    """transformers on the CPU or a GPU; a PEFT adapter folder is loaded over its base.
 
-    def __init__(self, path: Path) -> None:
+    Up to `slots` completions are made at once: the prompts padded on the left, each row
+    ending at its own end-of-sequence token or stop string, the batch running until its
+    last row ends. With one slot the text is exactly transformers' own for the prompt
+    alone; with more, the padded batch sums in another order and a near tie can flip.
+    """
+
+    def __init__(self, path: Path, slots: int = 1) -> None:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.name = path.name
-        self.slots = 1
+        self.slots = slots
         self.loops = "decode"
         self.continued_tokens = self.drafted_tokens = 0
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -217,45 +221,66 @@ class HFModel:
             raise ModelError(f"--model {path}: cannot load it ({error})") from None
         self.model.to(self.device).eval()
 
-    def _generate(self, ids: list[int], max_tokens: int, temperature: float, stops: list[str]):
+    def _generate(
+        self, rows: list[list[int]], max_tokens: int, temperature: float, stops: list[str]
+    ) -> list[str]:
+        """The new text of each row of token ids, decoded together; not yet cut at stops."""
         import torch
 
-        inputs = torch.tensor([ids], device=self.device)
+        pad = self.tokenizer.pad_token_id
+        pad = self.tokenizer.eos_token_id if pad is None else pad
+        width = max(len(row) for row in rows)
+        inputs = torch.tensor([[pad] * (width - len(row)) + row for row in rows])  # (B, T)
+        mask = torch.tensor([[0] * (width - len(row)) + [1] * len(row) for row in rows])
         sampling: dict[str, Any] = {"do_sample": temperature > 0}
         if temperature > 0:
             sampling["temperature"] = temperature
         with torch.no_grad():
             out = self.model.generate(
-                input_ids=inputs,
-                attention_mask=torch.ones_like(inputs),
+                input_ids=inputs.to(self.device),
+                attention_mask=mask.to(self.device),
                 max_new_tokens=max_tokens,
                 stop_strings=stops or None,
                 tokenizer=self.tokenizer,
-                pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id,
+                pad_token_id=pad,
                 **sampling,
-            )
-        return self.tokenizer.decode(out[0, len(ids) :], skip_special_tokens=True)
+            )  # (B, T + new tokens); a row that ended early is padded
+        return self.tokenizer.batch_decode(out[:, width:], skip_special_tokens=True)
 
-    def complete(self, prompt: str, stops: list[str], max_tokens: int, temperature: float) -> str:
-        ids = self.tokenizer(prompt)["input_ids"]
-        return cut_at_stops(self._generate(ids, max_tokens, temperature, stops), stops)
-
-    def chat(self, messages: list[Message], max_tokens: int, temperature: float) -> str:
+    def _ids(self, prompt: Prompt) -> list[int]:
+        if prompt.text is not None:
+            return list(self.tokenizer(prompt.text)["input_ids"])
         if not self.tokenizer.chat_template:
             raise ModelError(
                 f"--prompt instruct: {self.name} has no chat template; use --prompt base"
             )
         ids = self.tokenizer.apply_chat_template(
-            messages, add_generation_prompt=True, tokenize=True
+            prompt.messages or [], add_generation_prompt=True, tokenize=True
         )
         if not isinstance(ids, list):  # transformers 5 returns a BatchEncoding (a mapping)
             ids = ids["input_ids"]
-        return self._generate(list(ids), max_tokens, temperature, [])
+        return list(ids)
 
     def generate(
         self, prompts: list[Prompt], max_tokens: int, temperature: float
     ) -> Iterator[tuple[Prompt, str]]:
-        return one_at_a_time(self, prompts, max_tokens, temperature)
+        """Each prompt with its completion, `slots` prompts with the same stops at a time."""
+        batch: list[Prompt] = []
+        for prompt in prompts:
+            if batch and (len(batch) == self.slots or prompt.stops != batch[0].stops):
+                yield from self._batch(batch, max_tokens, temperature)
+                batch = []
+            batch.append(prompt)
+        if batch:
+            yield from self._batch(batch, max_tokens, temperature)
+
+    def _batch(
+        self, batch: list[Prompt], max_tokens: int, temperature: float
+    ) -> Iterator[tuple[Prompt, str]]:
+        rows = [self._ids(prompt) for prompt in batch]
+        texts = self._generate(rows, max_tokens, temperature, batch[0].stops)
+        for prompt, text in zip(batch, texts, strict=True):
+            yield prompt, cut_at_stops(text, prompt.stops)
 
     def close(self) -> None:
         del self.model

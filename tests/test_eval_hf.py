@@ -14,7 +14,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from evaluation.extract import cut_at_stops
-from evaluation.models import HFModel, ModelError, open_model
+from evaluation.models import HFModel, ModelError, Prompt, open_model
 from evaluation.problems import Problem
 from evaluation.run import RunConfig, evaluate
 from kodcu.prompt import ALPACA_CHAT_TEMPLATE
@@ -60,23 +60,37 @@ def folders(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 def test_a_model_folder_completes_as_transformers_does(folders: tuple[Path, Path]) -> None:
     base, _ = folders
     model = open_model(str(base))
-    assert isinstance(model, HFModel) and model.name == "base"
-    prompt, stops = "def add(a, b):\n", ["\ndef "]
-    text = model.complete(prompt, stops, max_tokens=24, temperature=0.0)
+    assert isinstance(model, HFModel) and (model.name, model.slots) == ("base", 1)
+    prompt = Prompt("add", text="def add(a, b):\n", stops=["\ndef "])
+    [(_, text)] = model.generate([prompt], max_tokens=24, temperature=0.0)
 
     tokenizer = AutoTokenizer.from_pretrained(base)
     plain = AutoModelForCausalLM.from_pretrained(base)
-    ids = tokenizer(prompt, return_tensors="pt").input_ids
+    ids = tokenizer(prompt.text, return_tensors="pt").input_ids
     with torch.no_grad():
         out = plain.generate(ids, max_new_tokens=24, do_sample=False, pad_token_id=3)
     expected = tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True)
-    assert text == cut_at_stops(expected, stops)
+    assert text == cut_at_stops(expected, prompt.stops)
+
+
+def test_slots_decode_together_what_one_slot_decodes_alone(folders: tuple[Path, Path]) -> None:
+    _, adapter = folders
+    chats = [[{"role": "user", "content": p.instruction}] for p in PROBLEMS]
+    prompts = [Prompt(p.task_id, messages=m) for p, m in zip(PROBLEMS, chats, strict=True)]
+    # Prompts of other lengths (left padding) and two stop lists (two batches).
+    prompts += [Prompt(f"base/{p.task_id}", text=p.base_prompt, stops=["\n"]) for p in PROBLEMS]
+    prompts.append(Prompt("short", text="def", stops=["\ndef "]))
+    alone = {p.key: text for p, text in HFModel(adapter, slots=1).generate(prompts, 24, 0.0)}
+    together = [(p.key, text) for p, text in HFModel(adapter, slots=4).generate(prompts, 24, 0.0)]
+    assert together == [(p.key, alone[p.key]) for p in prompts]
+    assert alone["rows/add"] == "def add(a, b):\n    return a + b"
 
 
 def test_instruct_prompts_need_a_chat_template(tmp_path: Path) -> None:
     model = open_model(str(tiny_model(tmp_path / "plain", "llama")))
+    chat = Prompt("add", messages=[{"role": "user", "content": "Add two numbers."}])
     with pytest.raises(ModelError, match="plain has no chat template; use --prompt base"):
-        model.chat([{"role": "user", "content": "Add two numbers."}], 8, 0.0)
+        list(model.generate([chat], 8, 0.0))
 
 
 def test_the_fine_tuned_adapter_passes_where_its_base_fails(
