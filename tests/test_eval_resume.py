@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import pytest
 from evaluation.models import GGUFModel
 from evaluation.problems import load_problems
 from evaluation.run import RunConfig, RunError, evaluate
+from tests.test_eval_run import humaneval_command
 
 CONFIG = RunConfig(max_tokens=24)
 
@@ -92,9 +92,8 @@ def test_ctrl_c_keeps_the_samples_and_the_same_command_goes_on(
     tmp_path: Path, default_model: Path
 ) -> None:
     out = tmp_path / "run"
-    command = [sys.executable, "-m", "evaluation", "--benchmark", "humaneval"]
-    command += ["--model", str(default_model), "--limit", "6", "--max-tokens", "64"]
-    command += ["--slots", "2", "--out", str(out)]
+    options = ["--limit", "6", "--max-tokens", "64", "--slots", "2"]
+    command = humaneval_command(default_model, out, *options)
     child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 300
     while not (out / "samples.jsonl").exists() or not (out / "samples.jsonl").read_text():

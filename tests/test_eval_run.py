@@ -82,14 +82,18 @@ def test_unknown_models_are_refused_clearly(tmp_path: Path) -> None:
         open_model(str(tmp_path))
 
 
+def humaneval_command(model: Path, out: Path, *options: str) -> list[str]:
+    """`python -m evaluation` on HumanEval with the model, the output folder and options."""
+    command = [sys.executable, "-m", "evaluation", "--benchmark", "humaneval"]
+    return [*command, "--model", str(model), *options, "--out", str(out)]
+
+
 @pytest.mark.slow
 def test_the_command_evaluates_the_default_model_and_writes_its_run(
     tmp_path: Path, default_model: Path
 ) -> None:
     out = tmp_path / "run"
-    command = [sys.executable, "-m", "evaluation", "--benchmark", "humaneval"]
-    command += ["--model", str(default_model), "--limit", "2", "--max-tokens", "48"]
-    command += ["--out", str(out)]
+    command = humaneval_command(default_model, out, "--limit", "2", "--max-tokens", "48")
     done = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "pass@1" in done.stdout
