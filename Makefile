@@ -27,9 +27,12 @@ LLAMA_CMAKE_ARGS ?= $(strip -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGM
 else
 LLAMA_CMAKE_ARGS ?=
 endif
-# The wheel is kept outside the checkout, keyed by its build flags, so a fresh
-# clone on the same machine does not compile llama.cpp again.
-LLAMA_WHEEL_DIR := $(HOME)/.cache/kodcu-build/llama-cpp-python-$(LLAMA_VERSION)-$(shell printf '%s' '$(LLAMA_CMAKE_ARGS)' | cksum | cut -d' ' -f1)
+# packaging/build_llama.py applies these to llama.cpp's source before compiling it; each
+# says what it changes and why (a faster AVX-512 kernel, bit-identical results).
+LLAMA_PATCHES := $(sort $(wildcard packaging/llama-patches/*.patch))
+# The wheel is kept outside the checkout, keyed by its build flags and patches, so a
+# fresh clone on the same machine does not compile llama.cpp again.
+LLAMA_WHEEL_DIR := $(HOME)/.cache/kodcu-build/llama-cpp-python-$(LLAMA_VERSION)-$(shell { printf '%s' '$(LLAMA_CMAKE_ARGS)'; cat $(LLAMA_PATCHES); } | cksum | cut -d' ' -f1)
 
 .PHONY: run test lint bench clean bundle bundle-test
 
@@ -43,9 +46,7 @@ $(LLAMA_WHEEL_DIR)/.built: | $(VENV)/.python
 	@command -v $${CXX:-c++} >/dev/null || { echo "Kodcu compiles llama.cpp and needs a C/C++ compiler:" \
 		"sudo apt install build-essential (Debian/Ubuntu), xcode-select --install (macOS)."; exit 1; }
 	@echo "Building llama-cpp-python $(LLAMA_VERSION) (llama.cpp from source, a few minutes, once)"
-	mkdir -p $(LLAMA_WHEEL_DIR)
-	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/python -m pip wheel --quiet --no-deps --no-cache-dir \
-		--wheel-dir $(LLAMA_WHEEL_DIR) llama-cpp-python==$(LLAMA_VERSION)
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/python packaging/build_llama.py $(LLAMA_VERSION) $(LLAMA_WHEEL_DIR)
 	touch $@
 
 # One stamp per dependency set: editing pyproject.toml reinstalls, nothing else does.

@@ -188,3 +188,35 @@ def test_size_report_command_writes_the_file_and_names_a_missing_folder(
     with pytest.raises(SystemExit):
         size_report.main([str(tmp_path / "missing")])
     assert "missing: no such folder; build it first with `make bundle`" in capsys.readouterr().err
+
+
+build_llama = _load("build_llama")
+
+
+def test_llama_patches_apply_in_order_and_a_stale_one_is_named(tmp_path: Path):
+    source = tmp_path / "llama_cpp_python-0.0.0"
+    (source / "vendor").mkdir(parents=True)
+    (source / "vendor" / "kernel.cpp").write_text("int lanes = 8;\n")
+    good = tmp_path / "1-wider.patch"
+    good.write_text(
+        "What this patch does, above the diff.\n\n"
+        "--- a/vendor/kernel.cpp\n+++ b/vendor/kernel.cpp\n"
+        "@@ -1 +1 @@\n-int lanes = 8;\n+int lanes = 16;\n"
+    )
+    build_llama.apply_patches(source, [good])
+    assert (source / "vendor" / "kernel.cpp").read_text() == "int lanes = 16;\n"
+
+    # The same patch again no longer applies: the build stops and names it.
+    with pytest.raises(SystemExit, match="1-wider.patch does not apply"):
+        build_llama.apply_patches(source, [good])
+
+
+def test_every_shipped_llama_patch_says_what_it_does_and_touches_vendored_llama_cpp():
+    patches = sorted((PACKAGING / "llama-patches").glob("*.patch"))
+    assert patches, "packaging/llama-patches/ is empty"
+    for patch in patches:
+        text = patch.read_text()
+        preamble, _, diff = text.partition("\n--- a/")
+        assert len(preamble.split()) > 20, f"{patch.name}: explain the change above the diff"
+        targets = [line[6:] for line in ("--- a/" + diff).splitlines() if line.startswith("+++ b/")]
+        assert targets and all(t.startswith("vendor/llama.cpp/") for t in targets), patch.name
