@@ -67,8 +67,8 @@ def logits(default_model: Path, switch: str) -> tuple[str, str]:
 @pytest.mark.skipif(not has_avx512_kernel(), reason="llama.cpp built without AVX-512 VNNI")
 def test_avx512_kernel_is_built_and_gives_the_original_kernels_logits(default_model: Path):
     # The switch's name is in the library only where the patch's kernel was compiled.
-    patched = SWITCH.encode() in cpu_library().read_bytes()
-    assert patched, "llama.cpp was built for AVX-512 VNNI without packaging/llama-patches"
+    built = SWITCH.encode() in cpu_library().read_bytes()
+    assert built, "llama.cpp was built for AVX-512 VNNI without packaging/llama-patches"
     original = logits(default_model, "0")
     patched = logits(default_model, "1")
     assert patched[1] == original[1], "the kernels choose different tokens"
