@@ -32,7 +32,7 @@ endif
 LLAMA_PATCHES := $(sort $(wildcard packaging/llama-patches/*.patch))
 # The wheel is kept outside the checkout, keyed by its build flags and patches, so a
 # fresh clone on the same machine does not compile llama.cpp again.
-LLAMA_WHEEL_DIR := $(HOME)/.cache/kodcu-build/llama-cpp-python-$(LLAMA_VERSION)-$(shell { printf '%s' '$(LLAMA_CMAKE_ARGS)'; cat $(LLAMA_PATCHES); } | cksum | cut -d' ' -f1)
+LLAMA_WHEEL_DIR := $(HOME)/.cache/kodcu-build/llama-cpp-python-$(LLAMA_VERSION)-$(shell { printf '%s' '$(LLAMA_CMAKE_ARGS)'; cat $(LLAMA_PATCHES) /dev/null; } | cksum | cut -d' ' -f1)
 
 .PHONY: run test lint bench clean bundle bundle-test
 
