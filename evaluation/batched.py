@@ -1,6 +1,6 @@
 """Many completions at once in one llama.cpp context: the GGUF side of a fast evaluation.
 
-    decoder = BatchedDecoder(llama, slots=16, max_tokens=384)
+    decoder = BatchedDecoder(llama, slots=16, max_tokens=384, longest_prompt=512)
     for request, text in decoder.run(requests, temperature=0.0):
         ...   # each request as soon as its completion has ended
 
@@ -11,26 +11,29 @@ several-fold (`python benchmarks/evaluate.py` measures it). Each request gets a
 sequence id (a slot) with its own part of the KV cache; when it ends, its cache is
 dropped and the next request takes the slot, so long and short completions mix freely.
 
-With one slot the text is exactly llama-cpp-python's. With several, llama.cpp's
-matrix kernels sum in another order for a batch of rows than for one row, and a
-small model's greedy choice can flip on such a difference: per-problem results may
-differ from one-at-a-time decoding, as they do between llama.cpp builds and CPUs.
+With one slot and no drafts the text is exactly llama-cpp-python's. With several
+sequences in a step, llama.cpp's matrix kernels sum in another order for a batch of
+rows than for one row, and a small model's greedy choice can flip on such a near tie:
+per-problem results may differ from one-at-a-time decoding, as they do between
+llama.cpp builds and CPUs.
 
 Decoding matches `Llama.create_completion`: greedy is argmax, a completion ends at an
 end-of-generation token, at a stop sequence (cut before it) or at `max_tokens`.
 Sampling (temperature > 0) uses nucleus sampling with top-p 0.95, the setting of the
 Codex paper's pass@k, from a generator seeded per request.
 
-Greedy loops. A small model often falls into a loop it keeps until the token limit:
-on HumanEval, most of the default model's tokens are spent there (evaluation/loops.py;
-`loops` picks which kinds are continued). The loop's continuation is a draft that the
-model checks: the draft goes through the model in one batch, one sequence, and the
-tokens are kept up to the first one the model would not have chosen, which then takes
-its place. Checking a token that way costs less than decoding it in a step, and the
-text is the model's own. Lines that count (`if n == 7: return 7`, then 8, ...) are
-checked to the end; a block of lines repeated three times is checked for one more
-turn, and once the model has gone round it, continued without the model, token by
-token, up to the limit or a stop sequence. `benchmarks/evaluate.py --loops` measures it.
+Drafts (greedy only; `drafts="loops"`, the default). A small model often falls into a
+loop it keeps until the token limit: on HumanEval, most of the default model's tokens
+are spent there (evaluation/loops.py). Where a completion ends in a loop, the loop's
+continuation is a draft: its tokens go into the same decode step as the other
+sequences' tokens, and the model's logits after each drafted token say what it would
+have chosen. The tokens are kept up to the first one the model would not have chosen,
+which then takes its place, and the rest of the draft leaves the cache. Every token
+of every text is chosen or checked by the model: the text is greedy decoding's, save
+where a near tie goes the other way for the other batch shape. A draft that held goes
+on, twice as long, in the next step; checking a token in a batch costs less than
+decoding it in a step of its own. `drafts="none"` decodes every token one step at a
+time.
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ from typing import Any
 
 import numpy as np
 
-from evaluation.loops import counting, loop_period
+from evaluation.loops import DRAFT_MODES, FIRST_COUNT_DRAFT, counting, loop_period
 
 TOP_P = 0.95
 
@@ -81,9 +84,8 @@ class _Slot:
     data: bytes = b""
     draft: Iterator[int] | None = None
     """Tokens that continue the loop the completion ends in, for the model to check."""
-    trust_after: int | None = None
-    """Checked tokens after which the rest of the draft is taken without the model (one
-    more turn of a repeated block); None: all of the draft is checked."""
+    draft_length: int = 0
+    """How many of them go into the next step (doubled each time a draft holds)."""
 
 
 class BatchedDecoder:
@@ -95,11 +97,13 @@ class BatchedDecoder:
         slots: int,
         max_tokens: int,
         longest_prompt: int,
-        loops: str = "count",
+        drafts: str = "loops",
     ) -> None:
         import llama_cpp
         from llama_cpp import _internals
 
+        if drafts not in DRAFT_MODES:
+            raise ValueError(f"drafts={drafts!r}: choose one of {', '.join(DRAFT_MODES)}")
         self.lib = llama_cpp
         self.llama = llama
         self.slots = slots
@@ -127,13 +131,13 @@ class BatchedDecoder:
         self.n_batch = params.n_batch
         self.memory = llama_cpp.llama_get_memory(self.context.ctx)
         self.temperature = 0.0
-        self.loops = loops
-        self.continued_tokens = 0
-        """Tokens added by continuing greedy loops rather than by the model."""
+        self.drafts = drafts
         self.drafted_tokens = 0
-        """Tokens of loops drafted and kept because the model's check agreed."""
+        """Drafted tokens the model checked and kept (each one its own greedy choice)."""
+        self.rejected_tokens = 0
+        """Drafted tokens the model checked and would not have chosen (work spent in vain)."""
         self.pieces: dict[int, str] = {}
-        self.digits = _digit_tokens(llama) if loops == "count" else None
+        self.digits = _digit_tokens(llama) if drafts == "loops" else None
         """The digit tokens when counting loops are drafted; None otherwise."""
 
     def close(self) -> None:
@@ -162,22 +166,16 @@ class BatchedDecoder:
                 else:
                     self._release(slot_id, free)
                     yield request, text
-            for slot_id in [i for i in sorted(active) if active[i].draft is not None]:
-                slot = active[slot_id]
-                text = self._check_draft(slot_id, slot)
-                if text is not None:
-                    del active[slot_id]
-                    self._release(slot_id, free)
-                    yield slot.request, text
-            if free and more:
-                continue  # a checked draft ended a completion: its slot takes the next
             if not active:
                 return
             order = sorted(active)  # by sequence id: see _step
-            self._step(active, order)
-            for index, slot_id in enumerate(order):
-                slot = active[slot_id]
-                text = self._take(slot, self._choose(slot, index))
+            drafts = self._drafts(active, order)
+            self._step(active, order, drafts)
+            index = 0  # where each sequence's logits start in the batch
+            for slot_id in order:
+                slot, draft = active[slot_id], drafts[slot_id]
+                text = self._check(slot_id, slot, index, draft)
+                index += 1 + len(draft)
                 if text is not None:
                     del active[slot_id]
                     self._release(slot_id, free)
@@ -194,18 +192,66 @@ class BatchedDecoder:
             self._decode()
         return _Slot(request, len(tokens), np.random.default_rng(request.seed))
 
-    def _step(self, active: dict[int, _Slot], order: list[int]) -> None:
-        """Decode the chosen token of every active sequence, all in one batch.
+    def _drafts(self, active: dict[int, _Slot], order: list[int]) -> dict[int, list[int]]:
+        """The drafted tokens each sequence puts into the next step, within the batch."""
+        room = self.n_batch - len(order)  # every sequence's chosen token goes in first
+        drafts: dict[int, list[int]] = {}
+        for slot_id in order:
+            slot = active[slot_id]
+            length = 0
+            if slot.draft is not None:
+                # Never past the token limit: the chosen token is the last one before it.
+                length = min(slot.draft_length, self.max_tokens - len(slot.generated), room)
+            drafts[slot_id] = list(islice(slot.draft, length)) if length > 0 else []
+            room -= len(drafts[slot_id])
+        return drafts
+
+    def _step(
+        self, active: dict[int, _Slot], order: list[int], drafts: dict[int, list[int]]
+    ) -> None:
+        """Decode every active sequence's chosen token, and its draft after it, in one batch.
 
         The batch lists the sequences in the order of their ids: llama.cpp splits a
         batch whose ids are out of order into several passes over the weights
         (2.3 times slower per step with 16 sequences here).
         """
-        entries = [(i, active[i].token, active[i].position) for i in order]
+        entries = []
+        for i in order:
+            slot = active[i]
+            tokens = [slot.token, *drafts[i]]
+            entries += [(i, token, slot.position + k) for k, token in enumerate(tokens)]
         self._fill(entries, logits_for_all=True)
         self._decode()
-        for slot in active.values():
-            slot.position += 1
+
+    def _check(self, slot_id: int, slot: _Slot, index: int, draft: list[int]) -> str | None:
+        """Take the model's choices from the step's logits at `index` on; the finished text
+        when the completion ends.
+
+        The logits after the chosen token give the model's next choice; after each drafted
+        token, the one after it. Drafted tokens are kept while the model would have chosen
+        them; the first it would not have is replaced by its own choice, and the rest of
+        the draft leaves the cache.
+        """
+        for offset, drafted in enumerate([*draft, None]):
+            chosen = self._choose(slot, index + offset)
+            slot.position += 1  # the token at index + offset is in the cache now
+            text = self._add(slot, chosen)
+            if text is not None:
+                return text
+            if chosen != drafted:
+                break
+            self.drafted_tokens += 1
+        rejected = len(draft) - offset
+        if rejected:
+            self.rejected_tokens += rejected
+            self.lib.llama_memory_seq_rm(self.memory, slot_id, slot.position, -1)
+        # A draft that held goes on, further, from the token the model chose after it.
+        if draft and not rejected and slot.draft is not None and next(slot.draft) == chosen:
+            slot.draft_length *= 2
+        else:
+            slot.draft = None
+            self._find_draft(slot)
+        return None
 
     def _release(self, slot_id: int, free: list[int]) -> None:
         self.lib.llama_memory_seq_rm(self.memory, slot_id, -1, -1)  # drop its cache
@@ -251,56 +297,21 @@ class BatchedDecoder:
     def _take(self, slot: _Slot, token: int) -> str | None:
         """Add the token to the slot's text; the finished text when the completion ends."""
         text = self._add(slot, token)
-        if text is not None or self.temperature > 0 or self.loops == "decode":
-            return text
+        if text is None:
+            self._find_draft(slot)
+        return text
+
+    def _find_draft(self, slot: _Slot) -> None:
+        """Draft the loop the greedy completion ends in, if it ends in one."""
+        if self.temperature > 0 or self.drafts == "none":
+            return
         period = loop_period(slot.generated, self._piece)
-        if period is not None:  # the model checks one more turn of the block first
+        if period is not None:
             slot.draft = cycle(slot.generated[-period:])
-            slot.trust_after = period
+            slot.draft_length = period
         elif self.digits is not None:
             slot.draft = counting(slot.generated, self._piece, self.digits)
-            slot.trust_after = None
-        return None
-
-    def _check_draft(self, slot_id: int, slot: _Slot) -> str | None:
-        """Run the slot's draft through the model in one batch and keep the tokens the model
-        agrees with, then the model's own choice where it first disagrees. A repeated
-        block the model went round once more is then continued without it, token by token,
-        up to the limit or a stop sequence.
-
-        The batch holds the slot's chosen token and the draft but its last token; the
-        logits after each give the model's greedy choice for the next, as a step would
-        (summed in another order: a near tie may go the other way). The cache then holds
-        what was kept; the rest of the draft is dropped from it.
-        """
-        assert slot.draft is not None
-        more, trust_after = slot.draft, slot.trust_after
-        slot.draft = slot.trust_after = None
-        room = min(self.max_tokens - len(slot.generated), self.n_batch)
-        if trust_after is not None:
-            room = min(room, trust_after)
-        draft = list(islice(more, room))
-        tokens = [slot.token, *draft[:-1]]
-        self._fill([(slot_id, t, slot.position + i) for i, t in enumerate(tokens)], True)
-        self._decode()
-        for index, drafted in enumerate(draft):
-            chosen = self._choose(slot, index)
-            slot.position += 1  # tokens[index] is in the cache now
-            text = self._add(slot, chosen)
-            if text is not None:
-                return text
-            if chosen != drafted:
-                break
-            self.drafted_tokens += 1
-        else:
-            if trust_after is not None:  # the loop held under the check: go on without it
-                text = None
-                while text is None:
-                    text = self._add(slot, next(more))
-                    self.continued_tokens += 1
-                return text
-        self.lib.llama_memory_seq_rm(self.memory, slot_id, slot.position, -1)
-        return None
+            slot.draft_length = FIRST_COUNT_DRAFT
 
     def _add(self, slot: _Slot, token: int) -> str | None:
         slot.token = token

@@ -20,7 +20,7 @@ import json
 import sys
 from pathlib import Path
 
-from evaluation.loops import LOOP_MODES
+from evaluation.loops import DRAFT_MODES
 from evaluation.models import ModelError, open_model
 from evaluation.problems import BENCHMARKS, ProblemError, load_problems
 from evaluation.run import RESULTS, SAMPLES, RunConfig, RunError, evaluate
@@ -46,17 +46,17 @@ def run_parser() -> argparse.ArgumentParser:
         type=int,
         default=16,
         help="completions decoded together for a GGUF or a Hugging Face folder, or requests "
-        "in flight to a server (default 16; 1 decodes one at a time, exactly as "
-        "llama-cpp-python or transformers does)",
+        "in flight to a server (default 16; 1 decodes one at a time, and with "
+        "--drafts none exactly as llama-cpp-python or transformers does)",
     )
     parser.add_argument(
-        "--loops",
-        choices=LOOP_MODES,
-        default="count",
-        help="greedy loops a GGUF continues: count (default: repeated blocks, and lines "
-        "that count on, drafted and checked by the model), repeat (only repeated blocks: "
-        "one more turn checked, then continued without the model), decode (none; "
-        "slowest). See README",
+        "--drafts",
+        choices=DRAFT_MODES,
+        default="loops",
+        help="what a GGUF drafts for greedy decoding: loops (default: the continuation of "
+        "a repeated block or of counting lines, every drafted token checked by the model "
+        "and kept only where it is the model's own greedy choice), none (every token "
+        "decoded in a step of its own; slower). See README",
     )
     parser.add_argument("--max-tokens", type=int, default=384, help="new tokens per sample")
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds per test program")
@@ -80,7 +80,7 @@ def run(argv: list[str]) -> int:
         return _fail(f"--k {max(ks)} needs at least that many --samples (now {args.samples})")
     try:
         problems = load_problems(args.benchmark, args.mbpp)[: args.limit]
-        model = open_model(args.model, args.adapter, args.threads, args.slots, args.loops)
+        model = open_model(args.model, args.adapter, args.threads, args.slots, args.drafts)
     except (ProblemError, ModelError) as error:
         return _fail(str(error))
     config = RunConfig(

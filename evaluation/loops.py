@@ -6,21 +6,18 @@
 
 A small model often falls into a loop it keeps to the token limit: on HumanEval, 101
 of the default model's 164 greedy completions run to 384 tokens. The batched decoder
-(evaluation/batched.py) uses what is found here, as `--loops` says:
+(evaluation/batched.py) drafts the loop's continuation and has the model check every
+drafted token (`--drafts loops`, the default); a draft is never taken on trust. Two
+kinds of loop are drafted:
 
-- "repeat": the completion ends with LOOP_REPEATS copies of one block of tokens. The
-  decoder has the model check one more copy of the block, then repeats it without the
-  model: the text full decoding gives as long as the model stays in its loop. On the
-  default model's full-length completions, 60 of 60 such loops on HumanEval stayed in
-  them to the limit but 173 of 182 on MBPP; with the checked copy, 3 of MBPP's 500
-  texts still went otherwise than full decoding (none of HumanEval's).
-- "count" (the default): also lines whose numbers step by a constant from copy to copy
-  (`if n == 7: return 7`, `x[8]`, ...), COUNT_REPEATS times over. Counting on is only a
-  draft: a model may break its count (`if n == 20: return 19`: 5 of 32 such loops on
-  HumanEval did), so the decoder has the model check the draft, all of it in one batch,
-  and keeps the tokens up to the first the model would not choose. A legitimate table
-  is then only a draft that fails its check. Needs a tokenizer with one token per digit.
-- "decode": no loop is continued; the model decodes every token.
+- a block of tokens repeated LOOP_REPEATS times at the end of the completion: the
+  draft repeats the block;
+- lines whose numbers step by a constant from copy to copy (`if n == 7: return 7`,
+  `x[8]`, ...), COUNT_REPEATS times over: the draft counts on. A model may break its
+  count (`if n == 20: return 19`), and a legitimate table is then only a draft that
+  fails its check. Needs a tokenizer with one token per digit.
+
+`--drafts none` drafts nothing: the model decodes every token in a step of its own.
 """
 
 from __future__ import annotations
@@ -28,7 +25,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from itertools import count, pairwise
 
-LOOP_MODES = ("repeat", "count", "decode")
+DRAFT_MODES = ("loops", "none")
+"""`--drafts`: loops drafts the loops below for the model to check; none drafts nothing."""
+FIRST_COUNT_DRAFT = 32
+"""Tokens of a counting draft checked in its first step (doubled while it holds)."""
 LOOP_REPEATS = 3
 """Copies of one block at the end of a greedy completion that make it a loop."""
 BLANK_REPEATS = 8

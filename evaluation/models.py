@@ -55,12 +55,12 @@ class Model(Protocol):
     name: str
     slots: int
     """Completions made at once (recorded in results.json)."""
-    loops: str
-    """Which greedy loops are drafted and continued (`--loops`, evaluation/loops.py)."""
-    continued_tokens: int
-    """Tokens of greedy loops continued without the model (recorded in results.json)."""
+    drafts: str
+    """What is drafted for the model to check (`--drafts`, evaluation/loops.py)."""
     drafted_tokens: int
-    """Tokens of loops drafted and kept because the model's check agreed."""
+    """Drafted tokens the model checked and kept (recorded in results.json)."""
+    rejected_tokens: int
+    """Drafted tokens the model checked and would not have chosen."""
 
     def generate(
         self, prompts: list[Prompt], max_tokens: int, temperature: float
@@ -91,12 +91,12 @@ def open_model(
     adapter: Path | None = None,
     threads: int | None = None,
     slots: int = 1,
-    loops: str = "count",
+    drafts: str = "loops",
 ) -> Model:
     """The model `spec` names: a URL, a .gguf file, or a model / adapter folder.
 
     `slots` completions are made at once where the model allows (a GGUF, a server);
-    a GGUF continues greedy loops without the model as `loops` says (evaluation/loops.py).
+    a GGUF drafts greedy loops for the model to check as `drafts` says (evaluation/loops.py).
     """
     if spec.startswith(("http://", "https://")):
         return EndpointModel(spec, os.environ.get("KODCU_EVAL_API_KEY"), slots)
@@ -104,7 +104,7 @@ def open_model(
     if not path.exists():
         raise ModelError(f"--model {spec}: no such file or folder")
     if path.is_file():
-        return GGUFModel(path, adapter, threads, slots, loops)
+        return GGUFModel(path, adapter, threads, slots, drafts)
     if adapter is not None:
         raise ModelError("--adapter applies a LoRA GGUF over a GGUF model; give a .gguf --model")
     if (path / "adapter_config.json").is_file() or (path / "config.json").is_file():
@@ -124,7 +124,7 @@ class GGUFModel:
         adapter: Path | None,
         threads: int | None,
         slots: int,
-        loops: str = "count",
+        drafts: str = "loops",
     ) -> None:
         from desktop.engine import default_threads
         from desktop.engine_child import chat_formatter
@@ -150,9 +150,8 @@ class GGUFModel:
         )
         self.format_chat = chat_formatter(self.llama)  # as the desktop lays chats out
         self.slots = slots
-        self.loops = loops
-        self.continued_tokens = 0
-        self.drafted_tokens = 0
+        self.drafts = drafts
+        self.drafted_tokens = self.rejected_tokens = 0
 
     def generate(
         self, prompts: list[Prompt], max_tokens: int, temperature: float
@@ -164,13 +163,13 @@ class GGUFModel:
             return
         longest = max(len(request.tokens) for request in requests)
         slots = max(1, min(self.slots, len(requests)))
-        decoder = BatchedDecoder(self.llama, slots, max_tokens, longest, self.loops)
+        decoder = BatchedDecoder(self.llama, slots, max_tokens, longest, self.drafts)
         try:
             for request, text in decoder.run(requests, temperature):
                 yield request.key, text
         finally:
-            self.continued_tokens += decoder.continued_tokens
             self.drafted_tokens += decoder.drafted_tokens
+            self.rejected_tokens += decoder.rejected_tokens
             decoder.close()
 
     def _request(self, prompt: Prompt) -> Any:
@@ -205,8 +204,8 @@ class HFModel:
 
         self.name = path.name
         self.slots = slots
-        self.loops = "decode"
-        self.continued_tokens = self.drafted_tokens = 0
+        self.drafts = "none"
+        self.drafted_tokens = self.rejected_tokens = 0
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         dtype = torch.bfloat16 if self.device == "cuda" else torch.float32
         try:
@@ -294,8 +293,8 @@ class EndpointModel:
         self.api_key = api_key
         self.name = self.url
         self.slots = slots
-        self.loops = "decode"  # a server decodes every token itself
-        self.continued_tokens = self.drafted_tokens = 0
+        self.drafts = "none"  # a server decodes every token itself
+        self.drafted_tokens = self.rejected_tokens = 0
 
     def _post(self, route: str, body: dict[str, Any]) -> dict[str, Any]:
         headers = {"Content-Type": "application/json"}

@@ -110,9 +110,9 @@ def evaluate(
         "model": model.name,
         "config": asdict(config),
         "slots": model.slots,
-        "loops": model.loops,
-        "continued_tokens": model.continued_tokens,
+        "drafts": model.drafts,
         "drafted_tokens": model.drafted_tokens,
+        "rejected_tokens": model.rejected_tokens,
         "timings": {"wall_s": round(wall_s, 1), "generation_s": round(generation_s, 1)},
         "scores": score(outcomes, config.ks),
         "problems": {task: [_outcome(o) for o in samples] for task, samples in outcomes.items()},
@@ -124,7 +124,7 @@ def evaluate(
 
 def _settings(model: Model, config: RunConfig) -> dict[str, Any]:
     fields = {name: value for name, value in asdict(config).items() if name in SAMPLE_FIELDS}
-    return {"model": model.name, "slots": model.slots, "loops": model.loops, **fields}
+    return {"model": model.name, "slots": model.slots, "drafts": model.drafts, **fields}
 
 
 def _earlier_samples(
@@ -198,11 +198,12 @@ def report(results: dict[str, Any]) -> str:
         f"{results['timings']['wall_s']:.0f} s in all "
         f"({results['timings']['generation_s']:.0f} s generating).",
     ]
-    if results["continued_tokens"] or results["drafted_tokens"]:
+    if results["drafted_tokens"] or results["rejected_tokens"]:
         lines.append(
-            f"{results['continued_tokens']} tokens continued greedy loops without the "
-            f"model, and {results['drafted_tokens']} were kept from loop drafts the model "
-            f"checked (`--loops {results['loops']}`; `--loops decode` decodes them)."
+            f"Every token was chosen or checked by the model: {results['drafted_tokens']} "
+            f"came from drafts of greedy loops that the model checked and kept, and "
+            f"{results['rejected_tokens']} drafted tokens it would not have chosen were "
+            f"dropped (`--drafts {results['drafts']}`; `--drafts none` drafts nothing)."
         )
     lines += [
         "",
