@@ -68,7 +68,7 @@ def app_sources() -> list[Path]:
 
 def test_the_app_sources_cover_the_window_the_engine_and_the_run_button():
     names = {path.relative_to(ROOT).as_posix() for path in app_sources()}
-    for needed in ("desktop/app.py", "desktop/engine_child.py", "evaluation/sandbox_child.py"):
+    for needed in ("desktop/app.py", "desktop/engine_child.py", "kodcu/sandbox_child.py"):
         assert needed in names
     assert "kodcu/default_model.py" in names and "trainer/cli.py" not in names
 
@@ -123,7 +123,7 @@ def test_the_frozen_entry_point_dispatches_every_child_flag():
     # Each flag some module starts sys.executable with must be handled at the entry.
     entry = (PACKAGING / "entry.py").read_text(encoding="utf-8")
     cli = (ROOT / "desktop" / "cli.py").read_text(encoding="utf-8")
-    sandbox_child = _module_from_path(ROOT / "evaluation" / "sandbox_child.py")
+    sandbox_child = _module_from_path(ROOT / "kodcu" / "sandbox_child.py")
     assert f'["{sandbox_child.FROZEN_FLAG}"]' in entry
     for flag in ("--engine-child", "--metadata-child"):
         assert f'["{flag}"]' in cli
@@ -138,7 +138,7 @@ def _module_from_path(path: Path) -> ModuleType:
 
 
 def test_the_sandbox_re_enters_a_frozen_app_with_its_flag(monkeypatch):
-    from evaluation import sandbox, sandbox_child
+    from kodcu import sandbox, sandbox_child
 
     normal = sandbox._supervisor_command("RUN", "{}")
     assert normal[:2] == [sys.executable, "-I"] and normal[-3:] == ["supervise", "RUN", "{}"]

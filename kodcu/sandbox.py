@@ -1,6 +1,6 @@
 """Run generated code in child processes with limits, and judge how it ended.
 
-    from evaluation.sandbox import Limits, Sandbox, check_program, run_program
+    from kodcu.sandbox import Limits, Sandbox, check_program, run_program
 
     outcome = check_program(prompt + completion, problem["test"], problem["entry_point"])
     outcome.status, outcome.reason   # "passed", "" | "failed", "AssertionError: ..." | ...
@@ -64,8 +64,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from evaluation import sandbox_child as child
-from evaluation.sandbox_child import WATCHER
+from kodcu import sandbox_child as child
+from kodcu.sandbox_child import WATCHER
 
 MARKER = "KODCU_SANDBOX_RUN"
 """The environment variable that marks every process of a run."""

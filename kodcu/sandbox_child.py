@@ -5,10 +5,10 @@ process bookkeeping that both sides share.
     python -I sandbox_child.py run RUN_DIR main|module
     kodcu --sandbox-child supervise|run ...      (the same, in a frozen app)
 
-(`evaluation.sandbox` imports it in a `python -I -c` rather than naming the script, so
+(`kodcu.sandbox` imports it in a `python -I -c` rather than naming the script, so
 that its compiled bytecode is reused.)
 
-`evaluation.sandbox` starts the supervisor in a new session. The supervisor makes itself
+`kodcu.sandbox` starts the supervisor in a new session. The supervisor makes itself
 a child subreaper (Linux), so that everything the program starts stays below it even after
 a double fork and `setsid`; forks the runner, which sets the resource limits on itself;
 waits for it; kills whatever it left behind; and writes `exit.json` (the runner's exit

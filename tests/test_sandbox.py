@@ -1,4 +1,4 @@
-"""The evaluation sandbox: verdicts on ordinary programs, and survival of hostile ones."""
+"""The sandbox (kodcu.sandbox): verdicts on ordinary programs, and survival of hostile ones."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from evaluation.sandbox import Limits, Outcome, Sandbox, check_program, run_program
+from kodcu.sandbox import Limits, Outcome, Sandbox, check_program, run_program
 from tests.hostile_programs import HOSTILE, LIMITS
 
 QUICK = Limits(wall_s=5)
