@@ -83,7 +83,7 @@ $(VENV)/.installed-bundle: $(VENV)/.installed-app
 		-e ".[bundle]"
 	touch $@
 
-BUNDLE_SOURCES := $(wildcard desktop/*.py kodcu/*.py evaluation/*.py) pyproject.toml \
+BUNDLE_SOURCES := $(wildcard desktop/*.py kodcu/*.py kodcu/*/*.py) pyproject.toml \
 	packaging/kodcu.spec packaging/entry.py packaging/freeze_config.py packaging/build.py
 
 build/bundle.stamp: $(BUNDLE_SOURCES) $(VENV)/.installed-bundle

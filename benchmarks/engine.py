@@ -22,9 +22,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from desktop.client import ChatStream  # noqa: E402
-from desktop.engine import Engine, EngineConfig, default_threads  # noqa: E402
-from desktop.engine_child import use_chat_template  # noqa: E402
+from desktop.engine import Engine, EngineConfig  # noqa: E402
 from kodcu.default_model import ensure_default_model  # noqa: E402
+from kodcu.llama import default_threads, use_chat_template  # noqa: E402
 
 # Sampling settings given explicitly to both sides: the server's request defaults
 # (repeat_penalty 1.1) differ from Llama.create_chat_completion's (1.0).

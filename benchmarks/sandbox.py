@@ -9,7 +9,7 @@ solution, the problem's tests and `check(entry_point)`):
 - the baseline starts `python -I -c PROGRAM` for each, one at a time: the least that
   running a program in an interpreter of its own costs, with no limits, no watcher and
   nothing cleaned up after it;
-- the next rows use `evaluation.sandbox.Sandbox` with `--workers` programs at once and
+- the next rows use `kodcu.sandbox.Sandbox` with `--workers` programs at once and
   the default limits, as `kodcu-eval` tests completions.
 
 Child CPU is what the processes started for the row used (resource.getrusage); on a
@@ -45,7 +45,7 @@ def bare(programs: list[str]) -> int:
 
 
 def sandboxed(programs: list[tuple[str, str, str]], workers: int) -> int:
-    from evaluation.sandbox import Sandbox
+    from kodcu.sandbox import Sandbox
 
     with Sandbox(workers=workers) as sandbox:
         futures = [sandbox.submit(code, test, entry) for code, test, entry in programs]

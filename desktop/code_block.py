@@ -4,7 +4,7 @@ The view keeps the code exactly as the answer gave it and copies that string,
 never the editor's text, so the clipboard gets the code byte for byte (the
 editor may turn special spaces or line separators into something else).
 
-Run executes a Python block with evaluation.sandbox, off the UI thread, with
+Run executes a Python block with kodcu.sandbox, off the UI thread, with
 time, memory, process and output limits, and shows stdout, stderr and how it
 ended under the code. That is not a security sandbox: it stops runaway
 programs, not an attacker, so the button's tooltip tells the user to read the
@@ -52,7 +52,7 @@ STREAM_FLUSH_MS = 50
 class CodeBlockView(QFrame):
     """A header (language, Run, Copy) above a read-only, highlighted, unwrapped code view."""
 
-    ran = Signal(object)  # evaluation.sandbox.Outcome, from the thread that ran the code
+    ran = Signal(object)  # kodcu.sandbox.Outcome, from the thread that ran the code
 
     def __init__(
         self,
@@ -166,7 +166,7 @@ class CodeBlockView(QFrame):
         threading.Thread(target=self._run_in_background, args=(code,), daemon=True).start()
 
     def _run_in_background(self, code: str) -> None:
-        from evaluation.sandbox import Limits, run_program
+        from kodcu.sandbox import Limits, run_program
 
         outcome = run_program(code, Limits(wall_s=RUN_WALL_S, cpu_s=RUN_WALL_S))
         with contextlib.suppress(RuntimeError):  # the view was closed while it ran

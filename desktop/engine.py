@@ -29,7 +29,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from desktop.model_file import (
+from kodcu.llama import default_threads
+from kodcu.model_file import (
     ModelFileError,
     check_adapter_file,
     check_gguf_file,
@@ -39,16 +40,6 @@ from desktop.model_file import (
 
 class EngineError(RuntimeError):
     """The engine could not start or died; the message is meant for the user."""
-
-
-def default_threads() -> int:
-    """CPU threads for generation.
-
-    On small machines every core helps; on larger ones half the logical CPUs is
-    usually the physical core count, and hyper-threads slow llama.cpp down.
-    """
-    cpus = os.cpu_count() or 1
-    return cpus if cpus <= 4 else cpus // 2
 
 
 @dataclass

@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
-from desktop.model_file import ModelFileError, check_gguf_file, explain_load_failure
+from kodcu.model_file import ModelFileError, check_gguf_file, explain_load_failure
 
 
 class MetadataError(ModelFileError):

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import IO, Any
 from urllib.parse import quote, urlsplit
 
-from desktop.model_file import ModelFileError, check_gguf_file
+from kodcu.model_file import ModelFileError, check_gguf_file
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 READ_TIMEOUT_S = 30.0

@@ -16,8 +16,8 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal
 
-from desktop.model_file import ModelFileError, check_adapter_file
 from desktop.store import ConversationStore
+from kodcu.model_file import ModelFileError, check_adapter_file
 
 
 class ModelChoice(QObject):

@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from desktop.gguf_metadata import ModelInfo, read_metadata
-from desktop.model_file import check_gguf_file
 from kodcu.default_model import default_model_path, ensure_default_model
+from kodcu.model_file import check_gguf_file
 from kodcu.paths import data_dir
 
 CACHE_NAME = ".metadata-cache.json"

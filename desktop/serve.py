@@ -17,7 +17,8 @@ import time
 from pathlib import Path
 
 from desktop.cli import resolve_model
-from desktop.engine import Engine, EngineConfig, EngineError, default_threads
+from desktop.engine import Engine, EngineConfig, EngineError
+from kodcu.llama import default_threads
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -30,7 +30,8 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 from desktop.client import DEFAULT_MAX_TOKENS
-from desktop.engine import EngineConfig, RemoteEndpoint, default_threads
+from desktop.engine import EngineConfig, RemoteEndpoint
+from kodcu.llama import default_threads
 from kodcu.paths import data_dir
 
 SETTINGS_FILE = "settings.json"

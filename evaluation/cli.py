@@ -8,7 +8,7 @@
     kodcu-eval compare runs/he-base runs/he-lora          # a table, and compare.png
 
 Generated code runs in child processes with time, memory, process and output
-limits (evaluation/sandbox.py). That is NOT a security sandbox: it contains
+limits (kodcu/sandbox/). That is NOT a security sandbox: it contains
 accidents and runaway programs, not an attacker. Evaluate models you trust, or
 run kodcu-eval in a container or a throwaway virtual machine.
 """

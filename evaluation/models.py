@@ -5,9 +5,9 @@
     for prompt, text in model.generate(prompts, max_tokens=384, temperature=0.0):
         ...   # in the order the completions end
 
-A GGUF runs in this process through llama-cpp-python, chats laid out in the same
-chat template the desktop uses (the GGUF's own, or Kodcu's Alpaca template), up to
-`slots` completions decoded together (evaluation/batched.py). A Hugging
+A GGUF runs in this process through llama-cpp-python, chats laid out by the same
+code as in the desktop (kodcu/llama.py: the GGUF's own template, or Kodcu's Alpaca
+one), up to `slots` completions decoded together (evaluation/batched.py). A Hugging
 Face model folder or a Kodcu/PEFT adapter folder runs through transformers (slow
 on a CPU: it is there to compare against the GGUF). A URL is any OpenAI-compatible
 server (llama-server, Ollama, vLLM, `kodcu-serve`), sent `slots` requests at once;
@@ -126,9 +126,8 @@ class GGUFModel:
         slots: int,
         drafts: str = "loops",
     ) -> None:
-        from desktop.engine import default_threads
-        from desktop.engine_child import chat_formatter
-        from desktop.model_file import ModelFileError, check_adapter_file, check_gguf_file
+        from kodcu.llama import chat_formatter, default_threads
+        from kodcu.model_file import ModelFileError, check_adapter_file, check_gguf_file
 
         try:
             check_gguf_file(path)

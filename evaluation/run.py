@@ -23,8 +23,8 @@ from typing import Any
 
 from evaluation.models import Model, Prompt
 from evaluation.problems import Problem, PromptKind
-from evaluation.sandbox import Limits, Outcome, Sandbox
 from evaluation.scoring import score
+from kodcu.sandbox import Limits, Outcome, Sandbox
 
 SAMPLES = "samples.jsonl"
 RESULTS = "results.json"

@@ -17,7 +17,7 @@ import math
 from collections import Counter
 from typing import Any
 
-from evaluation.sandbox import STATUSES, Outcome
+from kodcu.sandbox import STATUSES, Outcome
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:

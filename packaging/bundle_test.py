@@ -131,7 +131,7 @@ RUN_BUTTON_PROGRAM = "import json, statistics\nprint(json.dumps(statistics.mean(
 def check_run_button(app: Path, env: dict[str, str]) -> None:
     """The sandbox of the Run button, driven inside the frozen app through its own flags."""
     code = (
-        "from evaluation.sandbox import run_program\n"
+        "from kodcu.sandbox import run_program\n"
         f"outcome = run_program({RUN_BUTTON_PROGRAM!r})\n"
         "print(outcome.status, outcome.stdout.strip(), outcome.reason)\n"
     )

@@ -18,7 +18,7 @@ import sys
 def main() -> int:
     argv = sys.argv[1:]
     if argv[:1] == ["--sandbox-child"]:
-        from evaluation import sandbox_child
+        from kodcu import sandbox_child
 
         sandbox_child.main(argv[1:])
         return 0

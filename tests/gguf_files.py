@@ -6,7 +6,7 @@ import os
 import struct
 from pathlib import Path
 
-from desktop.gguf_header import read_gguf_header
+from kodcu.gguf_header import read_gguf_header
 
 GGUF_TYPE_UINT32 = 4
 GGUF_TYPE_STRING = 8

@@ -1,4 +1,4 @@
-"""Programs that attack the evaluation sandbox, as data: name -> program -> how it must end.
+"""Programs that attack the sandbox, as data: name -> program -> how it must end.
 
 Every one must end as a failure with its reason, leave no process behind, and leave the
 evaluator alive and able to run the next program. Programs that print pids or their working
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from evaluation.sandbox import Limits
+from kodcu.sandbox import Limits
 
 LIMITS = Limits(wall_s=3, cpu_s=3, memory_mb=256, processes=16, file_size_mb=4)
 """Tight limits, so that the corpus runs in seconds."""
@@ -145,7 +145,7 @@ HOSTILE: dict[str, Hostile] = {
 
 def main() -> None:
     """`python -m tests.hostile_programs`: run the corpus one by one, print how each ended."""
-    from evaluation.sandbox import check_program, run_program
+    from kodcu.sandbox import check_program, run_program
 
     print("| program | status | reason | seconds |")
     print("| --- | --- | --- | ---: |")

@@ -13,7 +13,7 @@ import torch
 from converter.gguf_export import export_gguf
 from converter.lora_gguf import LoraGGUFError, LoraPair, write_lora_gguf
 from converter.merge import merge_adapter
-from desktop.model_file import check_adapter_file
+from kodcu.model_file import check_adapter_file
 from kodcu.prompt import ALPACA_CHAT_TEMPLATE
 from tests.tiny_gguf_models import GGUF_ARCHITECTURES, LORA_ALPHA, build_tiny_adapter
 from tests.tiny_gguf_models import build_tiny_model as tiny_model

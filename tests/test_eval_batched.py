@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from desktop.engine_child import use_chat_template
 from evaluation import batched
 from evaluation.batched import BatchedDecoder, Request
 from evaluation.loops import counting, loop_period
 from evaluation.models import GGUFModel, Prompt
 from evaluation.problems import load_problems
+from kodcu.llama import use_chat_template
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from evaluation.extract import cut_at_stops, extract_code
 from evaluation.models import EndpointModel, GGUFModel, ModelError, open_model
 from evaluation.problems import ProblemError, load_problems
 from evaluation.run import RunConfig, evaluate
-from evaluation.sandbox import Sandbox
+from kodcu.sandbox import Sandbox
 
 MBPP = Path(__file__).resolve().parents[2] / "shared" / "data" / "mbpp" / "mbpp.jsonl"
 needs_mbpp = pytest.mark.skipif(not MBPP.is_file(), reason="the MBPP data file is absent")

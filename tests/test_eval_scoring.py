@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from evaluation.sandbox import Limits, Outcome, Sandbox
 from evaluation.scoring import pass_at_k, score
+from kodcu.sandbox import Limits, Outcome, Sandbox
 
 
 def outcome(status: str, exception: str | None = None, reason: str = "") -> Outcome:

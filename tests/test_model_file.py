@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from desktop.model_file import ModelFileError, check_gguf_file
+from kodcu.model_file import ModelFileError, check_gguf_file
 from tests import gguf_files
 
 

@@ -11,8 +11,8 @@ import pytest
 
 from desktop import model_library
 from desktop.gguf_metadata import MetadataError, ModelInfo
-from desktop.model_file import ModelFileError
 from desktop.model_library import CURATED, CopyCancelled, LibraryError, ModelLibrary
+from kodcu.model_file import ModelFileError
 from kodcu.paths import data_dir
 from tests import gguf_files
 

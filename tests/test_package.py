@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import ast
 import importlib.metadata
 import os
 import re
 import shutil
 import subprocess
 import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+TOOLS = ("desktop", "trainer", "converter", "evaluation")
 
 
 def requirement_names(extra: str | None = None) -> set[str]:
@@ -38,6 +43,52 @@ def test_console_scripts_run() -> None:
         assert path, f"{script} is not installed"
         done = subprocess.run([path, "--help"], capture_output=True, text=True, timeout=60)
         assert done.returncode == 0 and "usage:" in done.stdout
+
+
+def top_level_imports(path: Path) -> set[str]:
+    """The top-level package of every absolute import in `path`, function bodies included."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def crossings(package: str, forbidden: set[str]) -> list[str]:
+    """Every import of a `forbidden` package by a module under `package`."""
+    found = []
+    for path in sorted((ROOT / package).rglob("*.py")):
+        for name in sorted(top_level_imports(path) & forbidden):
+            found.append(f"{path.relative_to(ROOT)} imports {name}")
+    return found
+
+
+def test_the_desktop_and_the_evaluator_do_not_import_each_other() -> None:
+    # What they share (the sandbox, the chat layout, the model-file checks) lives in kodcu/:
+    # otherwise the app would carry the evaluator, and the evaluator the app.
+    assert crossings("desktop", {"evaluation"}) == []
+    assert crossings("evaluation", {"desktop"}) == []
+
+
+def test_the_shared_package_imports_no_tool() -> None:
+    assert crossings("kodcu", set(TOOLS)) == []
+
+
+def test_the_shared_package_imports_no_qt_torch_or_llama_cpp() -> None:
+    modules = sorted(
+        ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+        for path in (ROOT / "kodcu").rglob("*.py")
+    )
+    code = (
+        f"import importlib, sys\nfor name in {modules!r}:\n    importlib.import_module(name)\n"
+        "heavy = {'torch', 'PySide6', 'llama_cpp'} & {m.split('.')[0] for m in sys.modules}\n"
+        "assert not heavy, heavy\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert "kodcu.sandbox_child.supervisor" in modules and "kodcu.llama" in modules
 
 
 def test_desktop_never_imports_torch_or_llama_in_the_app_process() -> None:

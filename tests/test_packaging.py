@@ -11,8 +11,14 @@ from types import ModuleType
 
 import pytest
 
+from kodcu import sandbox_child
+from kodcu.sandbox.run import supervisor_command
+from kodcu.sandbox_child.supervisor import runner_command
+
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGING = ROOT / "packaging"
+TOOLS = ("evaluation", "trainer", "converter")
+"""The tools other than the desktop: none of them may be part of the frozen app."""
 
 
 def _load(name: str) -> ModuleType:
@@ -31,15 +37,27 @@ size_report = _load("size_report")
 
 
 def imported_modules(path: Path) -> set[str]:
-    """Every module `path` imports, at any depth in the file (function bodies included)."""
+    """Every module `path` imports, at any depth in the file (function bodies included);
+    a relative import is named from the project's root."""
     names = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.add(node.module)
-            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            module = _absolute_module(path, node)
+            if module:
+                names.add(module)
+                names.update(f"{module}.{alias.name}" for alias in node.names)
     return names
+
+
+def _absolute_module(path: Path, node: ast.ImportFrom) -> str | None:
+    if node.level == 0:
+        return node.module
+    # `from . import x` in a/b/c.py (or a/b/__init__.py) names package a.b; `..` names a.
+    package = path.relative_to(ROOT).parent.parts
+    parts = [*package[: len(package) - node.level + 1], *([node.module] if node.module else [])]
+    return ".".join(parts) or None
 
 
 def _first_party_file(name: str) -> Path | None:
@@ -59,7 +77,7 @@ def app_sources() -> list[Path]:
             continue
         seen.add(path)
         for name in imported_modules(path):
-            if name.split(".")[0] in ("desktop", "kodcu", "evaluation"):
+            if name.split(".")[0] in ("desktop", "kodcu", *TOOLS):
                 found = _first_party_file(name)
                 if found is not None:
                     todo.append(found)
@@ -68,9 +86,14 @@ def app_sources() -> list[Path]:
 
 def test_the_app_sources_cover_the_window_the_engine_and_the_run_button():
     names = {path.relative_to(ROOT).as_posix() for path in app_sources()}
-    for needed in ("desktop/app.py", "desktop/engine_child.py", "evaluation/sandbox_child.py"):
+    for needed in ("desktop/app.py", "desktop/engine_child.py", "kodcu/sandbox/run.py"):
         assert needed in names
+    # The Run button's child processes: the frozen app re-enters itself to start them.
+    for needed in ("__init__", "supervisor", "runner", "processes"):
+        assert f"kodcu/sandbox_child/{needed}.py" in names
     assert "kodcu/default_model.py" in names and "trainer/cli.py" not in names
+    # The app carries no other tool: what it shares with them lives in kodcu/.
+    assert not [name for name in names if name.split("/")[0] in TOOLS]
 
 
 def test_the_app_imports_only_the_qt_modules_the_bundle_keeps():
@@ -123,28 +146,20 @@ def test_the_frozen_entry_point_dispatches_every_child_flag():
     # Each flag some module starts sys.executable with must be handled at the entry.
     entry = (PACKAGING / "entry.py").read_text(encoding="utf-8")
     cli = (ROOT / "desktop" / "cli.py").read_text(encoding="utf-8")
-    sandbox_child = _module_from_path(ROOT / "evaluation" / "sandbox_child.py")
     assert f'["{sandbox_child.FROZEN_FLAG}"]' in entry
     for flag in ("--engine-child", "--metadata-child"):
         assert f'["{flag}"]' in cli
 
 
-def _module_from_path(path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location("kodcu_packaging_probe", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_the_sandbox_re_enters_a_frozen_app_with_its_flag(monkeypatch):
-    from evaluation import sandbox, sandbox_child
-
-    normal = sandbox._supervisor_command("RUN", "{}")
+    normal = supervisor_command("RUN", "{}")
     assert normal[:2] == [sys.executable, "-I"] and normal[-3:] == ["supervise", "RUN", "{}"]
     monkeypatch.setattr(sys, "frozen", True, raising=False)
-    frozen = sandbox._supervisor_command("RUN", "{}")
+    frozen = supervisor_command("RUN", "{}")
     assert frozen == [sys.executable, sandbox_child.FROZEN_FLAG, "supervise", "RUN", "{}"]
+    # Where there is no fork (Windows), the supervisor starts the runner the same way.
+    runner = runner_command("RUN", "main")
+    assert runner == [sys.executable, sandbox_child.FROZEN_FLAG, "run", "RUN", "main"]
 
 
 @pytest.fixture

@@ -1,8 +1,12 @@
-"""Cheap checks on a GGUF file before the engine tries to load it.
+"""Cheap checks on a GGUF file before llama.cpp tries to load it.
 
-These run in the app's own process, so they only look at the first bytes:
-anything deeper (tensor layout, architecture) is left to llama.cpp in the
-engine's child process, where a crash cannot take the app down.
+    check_gguf_file(Path("model.gguf"))                        # raises ModelFileError
+    check_adapter_file(Path("lora.gguf"), Path("model.gguf"))  # an adapter for that model
+
+The desktop runs these in the app's own process and kodcu-eval before it loads a
+model, so they only look at the first bytes: anything deeper (tensor layout,
+architecture) is left to llama.cpp, in the desktop's engine child process, where
+a crash cannot take the app down.
 """
 
 from __future__ import annotations
@@ -80,7 +84,7 @@ def check_adapter_file(adapter: Path, model: Path) -> None:
     llama.cpp refuses a mismatched adapter, but llama-cpp-python carries on with it
     and the engine crashes on the first answer; so the check happens here first.
     """
-    from desktop.gguf_header import GGUFHeaderError, read_gguf_header
+    from kodcu.gguf_header import GGUFHeaderError, read_gguf_header
 
     choose = "Choose a LoRA adapter in GGUF form (llama.cpp's LoRA format)."
     check_gguf_file(adapter)

@@ -1,10 +1,13 @@
-"""The evaluation sandbox: verdicts on ordinary programs, and survival of hostile ones."""
+"""The sandbox (kodcu.sandbox): verdicts on ordinary programs, and survival of hostile ones."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import resource
+import subprocess
+import sys
 import time
 from concurrent.futures import Future
 from pathlib import Path
@@ -12,7 +15,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from evaluation.sandbox import Limits, Outcome, Sandbox, check_program, run_program
+from kodcu.sandbox import Limits, Outcome, Sandbox, check_program, run_program
+from kodcu.sandbox_child import CHILD_DIR, PROGRAM, RESULT, WORK
+from kodcu.sandbox_child.supervisor import runner_command
 from tests.hostile_programs import HOSTILE, LIMITS
 
 QUICK = Limits(wall_s=5)
@@ -117,6 +122,27 @@ def test_failed_assert_names_the_line_that_failed():
     assert outcome.status == "failed" and outcome.exception == "AssertionError"
     assert outcome.reason == "AssertionError: assert square(3) == 9 (line 5)"
     assert "Traceback" in outcome.stderr and "sandbox_child" not in outcome.stderr
+
+
+def test_the_program_cannot_import_the_sandboxs_neighbours():
+    # The child package is imported from its folder, which leaves sys.path before the
+    # program runs: the program sees neither that folder nor the modules beside it.
+    outcome = run_program(f"import sys\nprint({CHILD_DIR!r} in sys.path)\nimport llama\n", QUICK)
+    assert (outcome.status, outcome.exception) == ("failed", "ModuleNotFoundError")
+    assert outcome.stdout == "False\n"
+
+
+def test_a_runner_started_on_its_own_runs_the_program(tmp_path: Path):
+    # Where there is no fork (Windows) the supervisor starts the runner as a Python of its
+    # own with this command line; it must find the child package as the supervisor does.
+    (tmp_path / WORK).mkdir()
+    (tmp_path / PROGRAM).write_text(f"import sys\nprint({CHILD_DIR!r} in sys.path)\nsys.exit(3)\n")
+    command = runner_command(str(tmp_path), "main")
+    assert command[:2] == [sys.executable, "-I"]
+    done = subprocess.run(command, cwd=tmp_path / WORK, capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout) == (3, "False\n"), done.stderr
+    record = json.loads((tmp_path / RESULT).read_text())
+    assert (record["state"], record["exception"]) == ("exit", "SystemExit")
 
 
 def test_exit_code_of_a_program_that_stops_early():

@@ -1,10 +1,11 @@
 """Read a GGUF file's metadata and tensor table without loading it.
 
-The model library asks llama-cpp-python for a model's metadata (in a child
+The desktop's model library asks llama-cpp-python for a model's metadata (in a child
 process). A LoRA adapter cannot be described that way: llama.cpp opens one only
 over a loaded model, and this llama-cpp-python does not notice when llama.cpp
-refuses it, so the next generation crashes. Before an adapter reaches the
-engine, its header is read here instead: a few kilobytes, no native code.
+refuses it, so the next generation crashes. Before an adapter reaches llama.cpp
+(the desktop's engine, kodcu-eval), its header is read here instead: a few
+kilobytes, no native code.
 
     header = read_gguf_header(Path("adapter.gguf"))
     header.metadata["general.type"], header.tensors["blk.0.ffn_down.weight.lora_a"]
