@@ -31,8 +31,10 @@ SAMPLES = "samples.jsonl"
 RESULTS = "results.json"
 REPORT = "report.md"
 SETTINGS = "run.json"
-SAMPLE_FIELDS = ("benchmark", "kind", "samples", "temperature", "max_tokens")
+SAMPLE_FIELDS = ("benchmark", "problems_sha256", "kind", "samples", "temperature", "max_tokens")
 """The RunConfig fields that shape the samples; the others only shape their tests."""
+LABELS = {"problems_sha256": "problem file (sha256)"}
+"""How a setting is named when a folder's samples were made with another."""
 
 
 class RunError(ValueError):
@@ -54,6 +56,10 @@ class RunConfig:
     """Test processes running at once, beside generation."""
     timeout_s: float = 10.0
     """Wall and CPU time each test program may take."""
+    problem_file: str | None = None
+    """The problem file the problems came from (`--problems`); None for a benchmark."""
+    problems_sha256: str | None = None
+    """That file's sha256: samples made from another file are never mixed with these."""
 
 
 class SampleTests:
@@ -107,7 +113,9 @@ def evaluate(
     out_dir.mkdir(parents=True, exist_ok=True)
     settings = _settings(model, config)
     earlier = _earlier_samples(out_dir, settings, progress)
-    (out_dir / SETTINGS).write_text(json.dumps(settings, indent=2) + "\n")
+    # The problem file's path is recorded, not compared: the same problems may move.
+    recorded = {**settings, "problem_file": config.problem_file}
+    (out_dir / SETTINGS).write_text(json.dumps(recorded, indent=2) + "\n")
     started = time.perf_counter()
     prompts = [
         _prompt(problem, config, index, seed=number * config.samples + index)
@@ -183,7 +191,7 @@ def _earlier_samples(
     if not isinstance(recorded, dict):
         why = f"made with settings that {SETTINGS} does not record"
     else:
-        names = [name for name, value in settings.items() if recorded.get(name) != value]
+        names = [LABELS.get(n, n) for n, value in settings.items() if recorded.get(n) != value]
         why = f"made with another {', '.join(names)}" if names else ""
     if why:
         raise RunError(
