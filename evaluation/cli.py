@@ -5,8 +5,8 @@
         --prompt instruct --out runs/mbpp-lora
     kodcu-eval --benchmark humaneval --model http://127.0.0.1:8080/v1 --samples 10 \\
         --temperature 0.8 --k 1,10 --out runs/he-server
-    kodcu-eval --problems examples/problems.jsonl --model model.gguf --out runs/mine
-                                                          # your own problems
+    kodcu-eval --problems examples/problems.jsonl --check-solutions --model model.gguf \\
+        --out runs/mine                                   # your own problems
     kodcu-eval compare runs/he-base runs/he-lora          # a table, and compare.png
 
 Generated code runs in child processes with time, memory, process and output
@@ -27,6 +27,7 @@ from evaluation.models import ModelError, open_model
 from evaluation.problem_files import FileError, read_problem_file
 from evaluation.problems import BENCHMARKS, Problem, ProblemError, load_problems
 from evaluation.run import RESULTS, SAMPLES, RunConfig, RunError, evaluate
+from evaluation.solutions import check_solutions
 
 INPUT_ERRORS = (ProblemError, FileError)
 
@@ -38,6 +39,12 @@ def run_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_problem_options(parser)
+    parser.add_argument(
+        "--check-solutions",
+        action="store_true",
+        help="first run each problem's own solution through the sandbox and its tests; stop "
+        "(exit 2) if any fails, listing them. Problems without a solution are listed as unchecked",
+    )
     parser.add_argument("--model", required=True, help="GGUF file, model/adapter folder or URL")
     parser.add_argument("--adapter", type=Path, help="a LoRA GGUF applied over a GGUF --model")
     add_prompt_option(parser)
@@ -163,6 +170,14 @@ def run(argv: list[str]) -> int:
         workers=args.workers,
         timeout_s=args.timeout,
     )
+    if args.check_solutions:
+        checked = check_solutions(problems, config)
+        print(checked.summary())
+        if checked.failed:
+            return _fail(
+                f"the solutions of {len(checked.failed)} problems fail their own tests; fix "
+                f"the problems or leave them out:\n{checked.failures()}"
+            )
     try:
         model = open_model(args.model, args.adapter, args.threads, args.slots, args.loops)
     except ModelError as error:

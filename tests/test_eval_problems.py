@@ -1,4 +1,4 @@
-"""kodcu-eval on problem files of your own: formats, bad rows, runs."""
+"""kodcu-eval on problem files of your own: formats, bad rows, and --check-solutions."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ import pytest
 from evaluation.cli import main, run_parser
 from evaluation.problem_files import FileError, read_problem_file
 from evaluation.problems import load_problems
+from evaluation.run import RunConfig
+from evaluation.solutions import check_solutions
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
@@ -141,6 +143,42 @@ def test_help_describes_every_option() -> None:
     for parser in (run_parser(),):
         for action in parser._actions:
             assert action.help, f"{parser.prog}: {action.option_strings or action.dest}"
+
+
+def test_check_solutions_goes_on_when_all_pass(tmp_path: Path) -> None:
+    command = [sys.executable, "-m", "evaluation", "--problems", str(EXAMPLES / "problems.jsonl")]
+    command += ["--check-solutions", "--model", str(tmp_path / "none.gguf"), "--out", str(tmp_path)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert "5 problems in HumanEval's format" in done.stdout
+    assert "[5/5] " in done.stdout and "reference solutions: 5 passed, 0 failed" in done.stdout
+    # It went on to the run: here it stops at the model, which does not exist.
+    assert done.returncode == 2 and "none.gguf: no such file" in done.stderr
+
+
+def test_check_solutions_stops_at_a_failing_solution(tmp_path: Path) -> None:
+    rows = [json.loads(line) for line in (EXAMPLES / "problems.jsonl").read_text().splitlines()]
+    rows[1]["canonical_solution"] = "    return name\n"  # wrong
+    rows[3]["test"] = rows[3]["test"].replace("5400", "5401")  # a typo in a test
+    del rows[4]["canonical_solution"]
+    path = tmp_path / "mine.jsonl"
+    path.write_text(lines(*rows))
+    command = [sys.executable, "-m", "evaluation", "--problems", str(path), "--check-solutions"]
+    command += ["--model", str(tmp_path / "none.gguf"), "--out", str(tmp_path / "run")]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert done.returncode == 2, done.stderr
+    assert "reference solutions: 2 passed, 2 failed, 1 unchecked (no solution given: Kodcu/4)" in (
+        done.stdout
+    )
+    assert "the solutions of 2 problems fail their own tests" in done.stderr
+    assert "  Kodcu/1: failed: AssertionError" in done.stderr
+    assert '  Kodcu/3: failed: AssertionError: assert candidate("1h30m") == 5401' in done.stderr
+    assert "no such file" not in done.stderr and not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+def test_humaneval_own_solutions_all_pass_the_check() -> None:
+    checked = check_solutions(load_problems("humaneval"), RunConfig(workers=2), lambda _: None)
+    assert checked.failed == [] and checked.unchecked == [] and len(checked.passed) == 164
 
 
 @pytest.mark.slow
