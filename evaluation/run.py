@@ -10,6 +10,9 @@ sample's status and reason; pass@k; the settings and timings) and `report.md`, a
 `run.json`, the settings that shape the samples. A run into a folder that already holds
 samples made with the same settings goes on from them: an interrupted run loses only
 the completions it was making, and a finished one is tested and scored again.
+
+Samples made elsewhere are tested and reported by the same parts (`SampleTests`, `record`;
+evaluation/score_samples.py).
 """
 
 from __future__ import annotations
@@ -232,17 +235,30 @@ def _outcome(outcome: Outcome) -> dict[str, Any]:
     }
 
 
+def _how_made(results: dict[str, Any]) -> str:
+    config, wall_s = results["config"], results["timings"]["wall_s"]
+    problems = f"{len(results['problems'])} problems"
+    if "scored" in results:  # samples made elsewhere: only how they were tested is known
+        return (
+            f"{problems}, {results['scores']['samples']} samples made elsewhere for "
+            f"{config['kind']} prompts, scored from `{results['scored']['samples_file']}`; "
+            f"{wall_s:.0f} s testing."
+        )
+    return (
+        f"{problems}, {config['samples']} sample(s) each, "
+        f"{config['kind']} prompts, temperature {config['temperature']}, "
+        f"at most {config['max_tokens']} new tokens; {wall_s:.0f} s in all "
+        f"({results['timings']['generation_s']:.0f} s generating)."
+    )
+
+
 def report(results: dict[str, Any]) -> str:
     """results.json as Markdown: the scores, then how the failures failed."""
     config, scores = results["config"], results["scores"]
     lines = [
         f"# {config['benchmark']} — {results['model']}",
         "",
-        f"{len(results['problems'])} problems, {config['samples']} sample(s) each, "
-        f"{config['kind']} prompts, temperature {config['temperature']}, "
-        f"at most {config['max_tokens']} new tokens; "
-        f"{results['timings']['wall_s']:.0f} s in all "
-        f"({results['timings']['generation_s']:.0f} s generating).",
+        _how_made(results),
     ]
     if results["continued_tokens"] or results["drafted_tokens"]:
         lines.append(

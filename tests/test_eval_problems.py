@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from evaluation.cli import main, run_parser
+from evaluation.cli import main, run_parser, score_parser
 from evaluation.problem_files import FileError, read_problem_file
 from evaluation.problems import load_problems
 from evaluation.run import RunConfig
@@ -140,7 +140,7 @@ def test_problems_and_benchmark_exclude_each_other(capsys: pytest.CaptureFixture
 
 
 def test_help_describes_every_option() -> None:
-    for parser in (run_parser(),):
+    for parser in (run_parser(), score_parser()):
         for action in parser._actions:
             assert action.help, f"{parser.prog}: {action.option_strings or action.dest}"
 
