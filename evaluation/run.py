@@ -10,6 +10,9 @@ sample's status and reason; pass@k; the settings and timings) and `report.md`, a
 `run.json`, the settings that shape the samples. A run into a folder that already holds
 samples made with the same settings goes on from them: an interrupted run loses only
 the completions it was making, and a finished one is tested and scored again.
+
+Samples made elsewhere are tested and reported by the same parts (`SampleTests`, `record`;
+evaluation/score_samples.py).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,8 +34,10 @@ SAMPLES = "samples.jsonl"
 RESULTS = "results.json"
 REPORT = "report.md"
 SETTINGS = "run.json"
-SAMPLE_FIELDS = ("benchmark", "kind", "samples", "temperature", "max_tokens")
+SAMPLE_FIELDS = ("benchmark", "problems_sha256", "kind", "samples", "temperature", "max_tokens")
 """The RunConfig fields that shape the samples; the others only shape their tests."""
+LABELS = {"problems_sha256": "problem file (sha256)"}
+"""How a setting is named when a folder's samples were made with another."""
 
 
 class RunError(ValueError):
@@ -53,6 +59,50 @@ class RunConfig:
     """Test processes running at once, beside generation."""
     timeout_s: float = 10.0
     """Wall and CPU time each test program may take."""
+    problem_file: str | None = None
+    """The problem file the problems came from (`--problems`); None for a benchmark."""
+    problems_sha256: str | None = None
+    """That file's sha256: samples made from another file are never mixed with these."""
+
+
+class SampleTests:
+    """Tests samples in the sandbox as they come, while more are made; `outcomes()` waits
+    for them all. Used as a context manager: leaving it ends any test still running."""
+
+    def __init__(self, problems: list[Problem], config: RunConfig) -> None:
+        self._problems = {problem.task_id: problem for problem in problems}
+        self._kind = config.kind
+        self._pending: dict[str, list[tuple[int, Future[Outcome]]]] = {
+            problem.task_id: [] for problem in problems
+        }
+        limits = Limits(wall_s=config.timeout_s, cpu_s=config.timeout_s)
+        self._sandbox = Sandbox(limits, workers=config.workers)
+
+    def submit(self, task: str, index: int, completion: str) -> str:
+        """Test sample `index` of `task`; returns the program it runs (Problem.program)."""
+        program = self._problems[task].program(completion, self._kind)
+        self.submit_program(task, index, program)
+        return program
+
+    def submit_program(self, task: str, index: int, program: str) -> Future[Outcome]:
+        """Test a whole program against the task's tests."""
+        problem = self._problems[task]
+        future = self._sandbox.submit(program, problem.test, problem.entry_point)
+        self._pending[task].append((index, future))
+        return future
+
+    def outcomes(self) -> dict[str, list[Outcome]]:
+        """Each task's outcomes in sample order, once all are known."""
+        return {
+            task: [future.result() for _, future in sorted(futures, key=lambda f: f[0])]
+            for task, futures in self._pending.items()
+        }
+
+    def __enter__(self) -> SampleTests:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._sandbox.close()
 
 
 def evaluate(
@@ -66,10 +116,10 @@ def evaluate(
     out_dir.mkdir(parents=True, exist_ok=True)
     settings = _settings(model, config)
     earlier = _earlier_samples(out_dir, settings, progress)
-    (out_dir / SETTINGS).write_text(json.dumps(settings, indent=2) + "\n")
-    limits = Limits(wall_s=config.timeout_s, cpu_s=config.timeout_s)
+    # The problem file's path is recorded, not compared: the same problems may move.
+    recorded = {**settings, "problem_file": config.problem_file}
+    (out_dir / SETTINGS).write_text(json.dumps(recorded, indent=2) + "\n")
     started = time.perf_counter()
-    pending: dict[str, list[Any]] = {p.task_id: [] for p in problems}
     prompts = [
         _prompt(problem, config, index, seed=number * config.samples + index)
         for number, problem in enumerate(problems)
@@ -78,33 +128,21 @@ def evaluate(
     made = {p.key: earlier[p.key]["completion"] for p in prompts if p.key in earlier}
     if made:
         progress(f"{len(made)} of {len(prompts)} samples are already in {out_dir / SAMPLES}")
-    by_task = {problem.task_id: problem for problem in problems}
-    with Sandbox(limits, workers=config.workers) as sandbox, (out_dir / SAMPLES).open("a") as out:
-
-        def test(task: str, index: int, completion: str) -> str:
-            problem = by_task[task]
-            program = problem.program(completion, config.kind)
-            future = sandbox.submit(program, problem.test, problem.entry_point)
-            pending[task].append((index, future))
-            return program
-
+    with SampleTests(problems, config) as tests, (out_dir / SAMPLES).open("a") as out:
         for (task, index), completion in made.items():
-            test(task, index, completion)
+            tests.submit(task, index, completion)
         todo = [prompt for prompt in prompts if prompt.key not in made]
         completions = model.generate(todo, config.max_tokens, config.temperature)
         for done, (prompt, completion) in enumerate(completions, start=len(made) + 1):
             task, index = prompt.key
-            program = test(task, index, completion)
+            program = tests.submit(task, index, completion)
             sample = {"task_id": task, "sample": index, "completion": completion}
             out.write(json.dumps({**sample, "program": program}) + "\n")
             out.flush()
             elapsed = time.perf_counter() - started
             progress(f"[{done}/{len(prompts)}] {task} sample {index} generated ({elapsed:.0f} s)")
         generation_s = time.perf_counter() - started
-        outcomes = {
-            task: [future.result() for _, future in sorted(futures, key=lambda f: f[0])]
-            for task, futures in pending.items()
-        }
+        outcomes = tests.outcomes()
     wall_s = time.perf_counter() - started
     results = {
         "model": model.name,
@@ -114,7 +152,18 @@ def evaluate(
         "drafted_tokens": model.drafted_tokens,
         "rejected_tokens": model.rejected_tokens,
         "timings": {"wall_s": round(wall_s, 1), "generation_s": round(generation_s, 1)},
-        "scores": score(outcomes, config.ks),
+    }
+    return record(out_dir, results, outcomes, config.ks)
+
+
+def record(
+    out_dir: Path, results: dict[str, Any], outcomes: dict[str, list[Outcome]], ks: list[int]
+) -> dict[str, Any]:
+    """Add the scores and each sample's outcome to `results` (what made the samples, the
+    config, the timings) and write results.json and report.md; returns the results."""
+    results = {
+        **results,
+        "scores": score(outcomes, ks),
         "problems": {task: [_outcome(o) for o in samples] for task, samples in outcomes.items()},
     }
     (out_dir / RESULTS).write_text(json.dumps(results, indent=2) + "\n")
@@ -145,7 +194,7 @@ def _earlier_samples(
     if not isinstance(recorded, dict):
         why = f"made with settings that {SETTINGS} does not record"
     else:
-        names = [name for name, value in settings.items() if recorded.get(name) != value]
+        names = [LABELS.get(n, n) for n, value in settings.items() if recorded.get(n) != value]
         why = f"made with another {', '.join(names)}" if names else ""
     if why:
         raise RunError(
@@ -186,17 +235,30 @@ def _outcome(outcome: Outcome) -> dict[str, Any]:
     }
 
 
+def _how_made(results: dict[str, Any]) -> str:
+    config, wall_s = results["config"], results["timings"]["wall_s"]
+    problems = f"{len(results['problems'])} problems"
+    if "scored" in results:  # samples made elsewhere: only how they were tested is known
+        return (
+            f"{problems}, {results['scores']['samples']} samples made elsewhere for "
+            f"{config['kind']} prompts, scored from `{results['scored']['samples_file']}`; "
+            f"{wall_s:.0f} s testing."
+        )
+    return (
+        f"{problems}, {config['samples']} sample(s) each, "
+        f"{config['kind']} prompts, temperature {config['temperature']}, "
+        f"at most {config['max_tokens']} new tokens; {wall_s:.0f} s in all "
+        f"({results['timings']['generation_s']:.0f} s generating)."
+    )
+
+
 def report(results: dict[str, Any]) -> str:
     """results.json as Markdown: the scores, then how the failures failed."""
     config, scores = results["config"], results["scores"]
     lines = [
         f"# {config['benchmark']} — {results['model']}",
         "",
-        f"{len(results['problems'])} problems, {config['samples']} sample(s) each, "
-        f"{config['kind']} prompts, temperature {config['temperature']}, "
-        f"at most {config['max_tokens']} new tokens; "
-        f"{results['timings']['wall_s']:.0f} s in all "
-        f"({results['timings']['generation_s']:.0f} s generating).",
+        _how_made(results),
     ]
     if results["drafted_tokens"] or results["rejected_tokens"]:
         lines.append(
