@@ -1,86 +1,131 @@
-"""Evaluation speed: one completion at a time against several decoded together, and loops.
+"""Evaluation speed: `kodcu-eval`'s exact default against decoding every token, same run.
 
-    python benchmarks/evaluate.py                       # the default model, 32 problems
-    python benchmarks/evaluate.py --model M.gguf --problems 64 --slots 1,8,16,32
-    python benchmarks/evaluate.py --loops --problems 164 --slots 16
+    python benchmarks/evaluate.py --mbpp mbpp.jsonl          # HumanEval (164) and MBPP (500)
+    python benchmarks/evaluate.py --benchmarks humaneval --limit 40
+    python benchmarks/evaluate.py --model M.gguf --slots 16 --json runs/bench.json
 
-Each row makes the same greedy base-prompt completions of the first N HumanEval
-problems (at most --max-tokens new tokens, HumanEval's stop sequences) through
-`GGUFModel.generate`. The first row is the baseline, and every row says how many of
-its completions came out the same as the baseline's.
+Each benchmark is run twice in full, as `kodcu-eval` runs it (greedy, base prompts,
+generation and the sandbox's tests together, `evaluation.run.evaluate`), on one loaded
+model, one run after the other:
 
-- By default the rows differ in slots (slots 1 decodes one sequence at a time,
-  exactly as llama-cpp-python does). llama.cpp sums in another order when sequences
-  share a batch, and a small model's greedy choice can flip on such a difference.
-- With --loops, at the first slot count, the baseline decodes every token with the
-  model (`kodcu-eval --loops decode`); the next rows continue repeated blocks without
-  it (`--loops repeat`), then also count on counting lines in drafts the model checks
-  (`--loops count`, the default; evaluation/loops.py).
+- the baseline, `--drafts none`: the model decodes every token in a step of its own;
+- the default, `--drafts loops`: loops are drafted and every drafted token is checked
+  by the model in the shared decode step (evaluation/batched.py).
 
-Tokens/s counts every new token of the texts, continued and drafted ones included.
+Both sides are exact greedy decoding; the table says how many texts differ (a near tie
+can go the other way in another batch shape) and the pass@1 of each. Wall time is the
+whole run, tests included; tokens/s counts the new tokens of the texts (the texts
+tokenized again, so a text cut at a stop sequence counts what is kept).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
-import time
+import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+TARGETS_S = {"humaneval": 300.0, "mbpp": 600.0}
+"""Wall-time targets of the default on a 2-core x86-64 CPU (5 and 10 minutes)."""
+
 
 def main() -> None:
-    from evaluation.models import GGUFModel, Prompt
-    from evaluation.problems import load_problems
+    from evaluation.models import GGUFModel
+    from evaluation.problems import ProblemError, load_problems
     from kodcu.default_model import ensure_default_model
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, help="a GGUF (default: the embedded model)")
-    parser.add_argument("--problems", type=int, default=32, help="first N HumanEval problems")
-    parser.add_argument("--slots", default="1,8,16", help="comma-separated; first: baseline")
-    parser.add_argument("--loops", action="store_true", help="compare the --loops modes")
+    parser.add_argument("--benchmarks", default="humaneval,mbpp", help="comma-separated")
+    parser.add_argument("--mbpp", type=Path, help="local mbpp.jsonl (default: the Hub)")
+    parser.add_argument("--limit", type=int, help="only the first N problems of each")
+    parser.add_argument("--slots", type=int, default=16)
     parser.add_argument("--max-tokens", type=int, default=384)
     parser.add_argument("--threads", type=int, help="CPU threads (default: the engine's)")
+    parser.add_argument("--json", type=Path, help="also write the rows here as JSON")
     args = parser.parse_args()
 
     path = args.model or ensure_default_model()
-    problems = load_problems("humaneval")[: args.problems]
-    slot_counts = [int(s) for s in args.slots.split(",")]
-    if args.loops:
-        settings = [(slot_counts[0], loops) for loops in ("decode", "repeat", "count")]
-    else:
-        settings = [(slots, "count") for slots in slot_counts]
-    model = GGUFModel(path, adapter=None, threads=args.threads, slots=1)
-    rows, baseline = [], None
-    for slots, loops in settings:
-        model.slots, model.loops = slots, loops
-        model.continued_tokens = model.drafted_tokens = 0
-        prompts = [Prompt(p.task_id, text=p.base_prompt, stops=p.stops) for p in problems]
-        start = time.perf_counter()
-        texts = {p.key: text for p, text in model.generate(prompts, args.max_tokens, 0.0)}
-        seconds = time.perf_counter() - start
-        tokens = sum(len(model.llama.tokenize(t.encode(), add_bos=False)) for t in texts.values())
-        baseline = baseline or (seconds, texts)
-        same = sum(texts[k] == baseline[1][k] for k in texts)
-        rows.append(
-            (slots, loops, seconds, tokens, model.continued_tokens, model.drafted_tokens, same)
-        )
-        print(f"slots {slots}, loops {loops}: {seconds:.1f} s", file=sys.stderr, flush=True)
+    model = GGUFModel(path, adapter=None, threads=args.threads, slots=args.slots)
+    rows = []
+    for benchmark in args.benchmarks.split(","):
+        try:
+            problems = load_problems(benchmark, args.mbpp)[: args.limit]
+        except ProblemError as error:
+            print(f"{benchmark}: skipped ({error})", file=sys.stderr)
+            continue
+        runs = {drafts: run(model, problems, benchmark, drafts, args) for drafts in DRAFTS}
+        baseline = runs["none"]
+        for row in runs.values():
+            texts = row.pop("texts")
+            row["differ"] = sorted(k for k in texts if texts[k] != baseline["texts_kept"][k])
+            row["vs_baseline"] = baseline["wall_s"] / row["wall_s"]
+            rows.append(row)
     model.close()
+    print_table(path.name, rows)
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2) + "\n")
 
-    print(f"\n{path.name}, {len(problems)} HumanEval problems, greedy", end="")
-    print(f", at most {args.max_tokens} new tokens\n")
+
+DRAFTS = ("none", "loops")
+"""The baseline first, then the default."""
+
+
+def run(model, problems: list, benchmark: str, drafts: str, args) -> dict:
+    from evaluation.run import RunConfig, evaluate
+
+    model.drafts = drafts
+    model.drafted_tokens = model.rejected_tokens = 0
+    config = RunConfig(benchmark=benchmark, max_tokens=args.max_tokens)
+    with tempfile.TemporaryDirectory() as out:
+        results = evaluate(problems, model, config, Path(out), progress=lambda _: None)
+        samples = [json.loads(line) for line in (Path(out) / "samples.jsonl").open()]
+    texts = {s["task_id"]: s["completion"] for s in samples}
+    tokens = sum(len(model.llama.tokenize(t.encode(), add_bos=False)) for t in texts.values())
+    wall_s = results["timings"]["wall_s"]
+    row = {
+        "benchmark": benchmark,
+        "problems": len(problems),
+        "drafts": drafts,
+        "wall_s": wall_s,
+        "generation_s": results["timings"]["generation_s"],
+        "new_tokens": tokens,
+        "tokens_per_s": tokens / results["timings"]["generation_s"],
+        "drafted_tokens": model.drafted_tokens,
+        "rejected_tokens": model.rejected_tokens,
+        "pass@1": results["scores"]["pass@k"]["pass@1"],
+        "texts": texts,
+    }
+    if drafts == "none":
+        row["texts_kept"] = texts
+    print(f"{benchmark}, --drafts {drafts}: {wall_s:.0f} s", file=sys.stderr, flush=True)
+    return row
+
+
+def print_table(model_name: str, rows: list[dict]) -> None:
+    print(f"\n{model_name}, greedy, base prompts, kodcu-eval runs with tests\n")
     print(
-        "| slots | loops | seconds | new tokens | continued | drafted | tokens/s | vs first row "
-        "| same |"
+        "| benchmark | drafts | wall s | generating s | new tokens | tokens/s | drafted kept "
+        "| drafted dropped | pass@1 | texts differing | vs none | target |"
     )
-    print("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-    first_seconds = rows[0][2]
-    for slots, loops, seconds, tokens, continued, drafted, same in rows:
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
+    for row in rows:
+        row.pop("texts_kept", None)
+        target = TARGETS_S.get(row["benchmark"]) if row["drafts"] == "loops" else None
+        full = row["problems"] in (164, 500)
+        verdict = (
+            "" if target is None or not full else ("met" if row["wall_s"] <= target else "missed")
+        )
+        verdict = f"≤ {target:.0f} s: {verdict}" if verdict else ""
+        differ = ", ".join(row["differ"]) or "0"
         print(
-            f"| {slots} | {loops} | {seconds:.1f} | {tokens} | {continued} | {drafted} "
-            f"| {tokens / seconds:.1f} | {first_seconds / seconds:.2f}x | {same}/{len(problems)} |"
+            f"| {row['benchmark']} ({row['problems']}) | {row['drafts']} | {row['wall_s']:.0f} "
+            f"| {row['generation_s']:.0f} | {row['new_tokens']} | {row['tokens_per_s']:.1f} "
+            f"| {row['drafted_tokens']} | {row['rejected_tokens']} | {row['pass@1']:.4f} "
+            f"| {differ} | {row['vs_baseline']:.2f}x | {verdict} |"
         )
 
 

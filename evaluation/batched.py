@@ -136,6 +136,8 @@ class BatchedDecoder:
         """Drafted tokens the model checked and kept (each one its own greedy choice)."""
         self.rejected_tokens = 0
         """Drafted tokens the model checked and would not have chosen (work spent in vain)."""
+        self.tokens: dict[Any, list[int]] = {}
+        """Each finished request's tokens by its key, the end-of-generation token included."""
         self.pieces: dict[int, str] = {}
         self.digits = _digit_tokens(llama) if drafts == "loops" else None
         """The digit tokens when counting loops are drafted; None otherwise."""
@@ -164,7 +166,7 @@ class BatchedDecoder:
                 if text is None:
                     active[slot_id] = slot
                 else:
-                    self._release(slot_id, free)
+                    self._finish(slot_id, slot, free)
                     yield request, text
             if not active:
                 return
@@ -178,7 +180,7 @@ class BatchedDecoder:
                 index += 1 + len(draft)
                 if text is not None:
                     del active[slot_id]
-                    self._release(slot_id, free)
+                    self._finish(slot_id, slot, free)
                     yield slot.request, text
 
     def _start(self, slot_id: int, request: Request) -> _Slot:
@@ -253,8 +255,11 @@ class BatchedDecoder:
             self._find_draft(slot)
         return None
 
-    def _release(self, slot_id: int, free: list[int]) -> None:
-        self.lib.llama_memory_seq_rm(self.memory, slot_id, -1, -1)  # drop its cache
+    def _finish(self, slot_id: int, slot: _Slot, free: list[int]) -> None:
+        """Keep the request's tokens, drop its cache and free its slot."""
+        ended = [slot.token] if self.lib.llama_vocab_is_eog(self.vocab, slot.token) else []
+        self.tokens[slot.request.key] = slot.generated + ended
+        self.lib.llama_memory_seq_rm(self.memory, slot_id, -1, -1)
         free.append(slot_id)
         free.sort()
 

@@ -252,6 +252,18 @@ def _how_made(results: dict[str, Any]) -> str:
     )
 
 
+def _whose_tokens(results: dict[str, Any]) -> str:
+    """Who chose the tokens: the model, every one (`--drafts`)."""
+    if results["drafts"] == "none":
+        return "Every token was decoded by the model; none was drafted (`--drafts none`)."
+    return (
+        f"Every token was chosen or checked by the model: {results['drafted_tokens']} "
+        f"came from drafts of greedy loops that the model checked and kept, and "
+        f"{results['rejected_tokens']} drafted tokens it would not have chosen were "
+        f"dropped (`--drafts {results['drafts']}`; `--drafts none` drafts nothing)."
+    )
+
+
 def report(results: dict[str, Any]) -> str:
     """results.json as Markdown: the scores, then how the failures failed."""
     config, scores = results["config"], results["scores"]
@@ -260,13 +272,8 @@ def report(results: dict[str, Any]) -> str:
         "",
         _how_made(results),
     ]
-    if results["drafted_tokens"] or results["rejected_tokens"]:
-        lines.append(
-            f"Every token was chosen or checked by the model: {results['drafted_tokens']} "
-            f"came from drafts of greedy loops that the model checked and kept, and "
-            f"{results['rejected_tokens']} drafted tokens it would not have chosen were "
-            f"dropped (`--drafts {results['drafts']}`; `--drafts none` drafts nothing)."
-        )
+    if "scored" not in results:  # samples made elsewhere: how is not known
+        lines.append(_whose_tokens(results))
     lines += [
         "",
         "| metric | value |",

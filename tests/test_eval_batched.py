@@ -1,4 +1,5 @@
-"""Many completions at once on the default model: the same text as one at a time, kept apart."""
+"""Many completions at once on the default model: the same text as one at a time, kept apart,
+and drafts that keep the model's own greedy text."""
 
 from __future__ import annotations
 
@@ -28,10 +29,10 @@ def _decode(
     requests: list[Request],
     slots: int,
     max_tokens: int = 40,
-    loops: str = "repeat",
+    drafts: str = "none",
 ) -> dict[str, str]:
     longest = max(len(r.tokens) for r in requests)
-    decoder = BatchedDecoder(model.llama, slots, max_tokens, longest, loops)
+    decoder = BatchedDecoder(model.llama, slots, max_tokens, longest, drafts)
     try:
         return {request.key: text for request, text in decoder.run(requests, 0.0)}
     finally:
@@ -78,7 +79,7 @@ def test_a_new_sequence_does_not_see_those_already_running(model: GGUFModel) -> 
     for _ in range(4):  # three sequences decode a few steps (which token does not matter)
         for slot in running.values():
             slot.token = filler
-        busy._step(running, sorted(running))
+        busy._step(running, sorted(running), {i: [] for i in running})
     busy._start(3, requests[3])
     got = _last_logits(busy)
     busy.close()
@@ -160,11 +161,11 @@ def test_a_checked_draft_is_the_text_full_decoding_gives(model: GGUFModel) -> No
     requests = [
         Request(i, model.llama.tokenize(problems[i].base_prompt.encode())) for i in (63, 150)
     ]
-    decoder = BatchedDecoder(model.llama, 2, 300, max(len(r.tokens) for r in requests), "count")
+    decoder = BatchedDecoder(model.llama, 2, 300, max(len(r.tokens) for r in requests))
     drafted = {request.key: text for request, text in decoder.run(requests, 0.0)}
-    assert decoder.drafted_tokens > 300 and decoder.continued_tokens == 0
+    assert decoder.drafted_tokens > 300
     decoder.close()
-    decoded = _decode(model, requests, slots=2, max_tokens=300, loops="decode")
+    decoded = _decode(model, requests, slots=2, max_tokens=300)
     assert drafted == decoded
     # The model breaks its count where the draft would have gone on: its text is kept.
     assert "if n == 20:\n        return 19\n" in drafted[63]
@@ -186,40 +187,40 @@ def test_a_wrong_draft_is_cut_where_the_model_disagrees(model: GGUFModel, monkey
         return counting
 
     monkeypatch.setattr(batched, "counting", drafting([]))
-    decoded = _decode(model, [request], slots=1, max_tokens=60, loops="count")
+    decoded = _decode(model, [request], slots=1, max_tokens=60, drafts="loops")
     model_tokens = seen[-1]
     assert len(model_tokens) > 40 and decoded
     wrong = [*model_tokens[12:22], model_tokens[22] + 1, *model_tokens[23:]]
     monkeypatch.setattr(batched, "counting", drafting(wrong))
-    decoder = BatchedDecoder(model.llama, 1, 60, len(request.tokens), "count")
+    decoder = BatchedDecoder(model.llama, 1, 60, len(request.tokens))
     list(decoder.run([request], 0.0))
-    assert decoder.drafted_tokens == 10
+    assert decoder.drafted_tokens == 10 and decoder.rejected_tokens == len(wrong) - 10
     decoder.close()
     assert seen[-1][:40] == model_tokens[:40]
 
 
-def test_a_continued_loop_is_the_text_full_decoding_gives(model: GGUFModel) -> None:
+def test_a_drafted_loop_is_the_text_full_decoding_gives(model: GGUFModel) -> None:
     # HumanEval/26 and /105 fall into loops of lines within their first 25 tokens.
     problems = load_problems("humaneval")
     requests = [
         Request(i, model.llama.tokenize(problems[i].base_prompt.encode())) for i in (26, 105)
     ]
     decoder = BatchedDecoder(model.llama, 1, 120, max(len(r.tokens) for r in requests))
-    continued = {request.key: text for request, text in decoder.run(requests, 0.0)}
-    assert decoder.continued_tokens > 150  # most of the 2 x 120 tokens
+    drafted = {request.key: text for request, text in decoder.run(requests, 0.0)}
+    assert decoder.drafted_tokens > 150  # most of the 2 x 120 tokens
     decoder.close()
-    decoded = _decode(model, requests, slots=1, max_tokens=120, loops="decode")
-    assert continued == decoded
+    decoded = _decode(model, requests, slots=1, max_tokens=120)
+    assert drafted == decoded
 
 
-def test_a_loop_the_model_leaves_is_not_continued(model: GGUFModel, monkeypatch) -> None:
-    # Take 4 tokens after the 12th for a loop that is not there: the model's check of one
-    # more turn of the block disagrees, so nothing is continued without the model.
+def test_a_loop_the_model_leaves_is_not_kept(model: GGUFModel, monkeypatch) -> None:
+    # Take 4 tokens after the 12th for a loop that is not there: the model's check of the
+    # drafted block disagrees, and what follows is what the model decodes.
     request = Request(0, model.llama.tokenize(load_problems("humaneval")[2].base_prompt.encode()))
-    decoded = _decode(model, [request], slots=1, max_tokens=60, loops="decode")
+    decoded = _decode(model, [request], slots=1, max_tokens=60)
     monkeypatch.setattr(batched, "loop_period", lambda tokens, _: 4 if len(tokens) == 12 else None)
-    decoder = BatchedDecoder(model.llama, 1, 60, len(request.tokens), "repeat")
+    decoder = BatchedDecoder(model.llama, 1, 60, len(request.tokens))
     texts = [text for _, text in decoder.run([request], 0.0)]
-    assert decoder.continued_tokens == 0 and decoder.drafted_tokens < 4
+    assert decoder.drafted_tokens < 4 and decoder.rejected_tokens > 0
     decoder.close()
     assert texts[0][:150] == decoded[0][:150]

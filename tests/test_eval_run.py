@@ -118,22 +118,33 @@ def test_the_command_evaluates_the_default_model_and_writes_its_run(
     assert "| run | benchmark |" in shown.stdout and (tmp_path / "compare.png").stat().st_size > 0
 
 
-def test_a_run_records_the_loops_it_continued(tmp_path: Path, default_model: Path) -> None:
+def test_a_run_records_its_drafts_and_keeps_the_models_own_text(
+    tmp_path: Path, default_model: Path
+) -> None:
     # HumanEval/26 and /105 fall into loops of lines within their first 25 tokens.
     problems = [load_problems("humaneval")[i] for i in (26, 105)]
     model = GGUFModel(default_model, adapter=None, threads=None, slots=2)
     try:
         results = evaluate(problems, model, RunConfig(max_tokens=96), tmp_path, lambda _: None)
+        model.drafts = "none"
+        decoded = evaluate(problems, model, RunConfig(max_tokens=96), tmp_path / "none", print)
     finally:
         model.close()
-    assert results["loops"] == "count" and results["continued_tokens"] > 100
+    assert results["drafts"] == "loops" and results["drafted_tokens"] > 100
+    assert decoded["drafts"] == "none" and decoded["drafted_tokens"] == 0
     saved = json.loads((tmp_path / "results.json").read_text())
-    assert saved["continued_tokens"] == results["continued_tokens"]
-    # Each loop's block went round once more under the model's check before it continued.
-    assert saved["drafted_tokens"] == results["drafted_tokens"] > 0
+    assert saved["drafted_tokens"] == results["drafted_tokens"]
+    assert saved["rejected_tokens"] == results["rejected_tokens"]
+    # The drafted loops are the texts the model decodes one token at a time.
+    assert _completions(tmp_path) == _completions(tmp_path / "none")
     report = (tmp_path / "report.md").read_text()
-    assert f"{results['continued_tokens']} tokens continued greedy loops" in report
-    assert f"{results['drafted_tokens']} were kept from loop drafts" in report
+    assert "Every token was chosen or checked by the model" in report
+    assert f"{results['drafted_tokens']} came from drafts of greedy loops" in report
+
+
+def _completions(out: Path) -> dict[str, str]:
+    lines = (out / "samples.jsonl").read_text().splitlines()
+    return {s["task_id"]: s["completion"] for s in map(json.loads, lines)}
 
 
 @pytest.mark.slow
