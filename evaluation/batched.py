@@ -132,6 +132,8 @@ class BatchedDecoder:
         self.memory = llama_cpp.llama_get_memory(self.context.ctx)
         self.temperature = 0.0
         self.drafts = drafts
+        self.chosen_tokens = 0
+        """Tokens the model chose from its logits: every token of every text, drafted or not."""
         self.drafted_tokens = 0
         """Drafted tokens the model checked and kept (each one its own greedy choice)."""
         self.rejected_tokens = 0
@@ -286,6 +288,7 @@ class BatchedDecoder:
 
     def _choose(self, slot: _Slot, batch_index: int) -> int:
         """The next token from the logits at `batch_index` of the last batch (-1: its last)."""
+        self.chosen_tokens += 1
         pointer = self.lib.llama_get_logits_ith(self.context.ctx, batch_index)
         logits = np.ctypeslib.as_array(pointer, shape=(self.n_vocab,))  # (n_vocab,)
         temperature = self.temperature

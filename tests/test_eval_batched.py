@@ -164,6 +164,7 @@ def test_a_checked_draft_is_the_text_full_decoding_gives(model: GGUFModel) -> No
     decoder = BatchedDecoder(model.llama, 2, 300, max(len(r.tokens) for r in requests))
     drafted = {request.key: text for request, text in decoder.run(requests, 0.0)}
     assert decoder.drafted_tokens > 300
+    _assert_every_token_chosen(decoder)
     decoder.close()
     decoded = _decode(model, requests, slots=2, max_tokens=300)
     assert drafted == decoded
@@ -199,6 +200,11 @@ def test_a_wrong_draft_is_cut_where_the_model_disagrees(model: GGUFModel, monkey
     assert seen[-1][:40] == model_tokens[:40]
 
 
+def _assert_every_token_chosen(decoder: BatchedDecoder) -> None:
+    """Nothing was added without the model: each token of each text is one of its choices."""
+    assert sum(len(tokens) for tokens in decoder.tokens.values()) == decoder.chosen_tokens
+
+
 def test_a_drafted_loop_is_the_text_full_decoding_gives(model: GGUFModel) -> None:
     # HumanEval/26 and /105 fall into loops of lines within their first 25 tokens.
     problems = load_problems("humaneval")
@@ -208,6 +214,7 @@ def test_a_drafted_loop_is_the_text_full_decoding_gives(model: GGUFModel) -> Non
     decoder = BatchedDecoder(model.llama, 1, 120, max(len(r.tokens) for r in requests))
     drafted = {request.key: text for request, text in decoder.run(requests, 0.0)}
     assert decoder.drafted_tokens > 150  # most of the 2 x 120 tokens
+    _assert_every_token_chosen(decoder)
     decoder.close()
     decoded = _decode(model, requests, slots=1, max_tokens=120)
     assert drafted == decoded
