@@ -285,18 +285,30 @@ def compare(argv: list[str]) -> int:
             return _fail(f"{folder}: not a kodcu-eval run ({error})")
         rows.append((folder.name, results))
     metrics = sorted({m for _, r in rows for m in r["scores"]["pass@k"]})
-    print("| run | benchmark | model | prompt | " + " | ".join(metrics) + " | wall s |")
-    print("| --- " * (len(metrics) + 5) + "|")
+    print("| run | benchmark | model | prompt | " + " | ".join(metrics) + " | wall s | tokens |")
+    print("| --- " * (len(metrics) + 6) + "|")
     for name, r in rows:
         values = " | ".join(f"{r['scores']['pass@k'].get(m, float('nan')):.4f}" for m in metrics)
         config = r["config"]
         print(
             f"| {name} | {config['benchmark']} | {r['model']} | {config['kind']} | {values} "
-            f"| {r['timings']['wall_s']:.0f} |"
+            f"| {r['timings']['wall_s']:.0f} | {_whose(r)} |"
         )
     _plot(rows, metrics, args.plot)
     print(f"plot: {args.plot}")
     return 0
+
+
+def _whose(results: dict) -> str:
+    """Whose tokens a run's texts hold. Earlier kodcu-eval runs continued greedy loops
+    without the model by default (`--loops count`, recorded as `continued_tokens`): their
+    scores are marked as approximate, not the model's own."""
+    if "scored" in results:
+        return "samples made elsewhere"
+    continued = results.get("continued_tokens", 0)
+    if continued:
+        return f"APPROXIMATE: {continued} tokens added without the model"
+    return "the model's own"
 
 
 def _plot(rows: list, metrics: list[str], path: Path) -> None:

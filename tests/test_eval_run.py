@@ -110,12 +110,17 @@ def test_the_command_evaluates_the_default_model_and_writes_its_run(
 
     second = tmp_path / "second"
     (second).mkdir()
-    (second / "results.json").write_text((out / "results.json").read_text())
+    # An older kodcu-eval's run that continued loops without the model.
+    older = {**json.loads((out / "results.json").read_text()), "continued_tokens": 1234}
+    (second / "results.json").write_text(json.dumps(older))
     compare = [sys.executable, "-m", "evaluation", "compare", str(out), str(second)]
     compare += ["--plot", str(tmp_path / "compare.png")]
     shown = subprocess.run(compare, capture_output=True, text=True, timeout=120)
     assert shown.returncode == 0, shown.stderr
     assert "| run | benchmark |" in shown.stdout and (tmp_path / "compare.png").stat().st_size > 0
+    first_row, second_row = shown.stdout.splitlines()[2:4]
+    assert first_row.startswith(f"| {out.name} |") and "the model's own" in first_row
+    assert "APPROXIMATE: 1234 tokens added without the model" in second_row
 
 
 def test_a_run_records_its_drafts_and_keeps_the_models_own_text(
