@@ -3,8 +3,11 @@
 The default (`--drafts loops`) puts drafted tokens into the shared decode step and keeps
 each only where it is the model's greedy choice. Its texts must be those of decoding every
 token one step at a time (`--drafts none`) with the same slots, token for token, except
-where the model's two best tokens are a near tie: llama.cpp sums in another order for
-another batch shape, and a tie within that rounding can go either way.
+where the model's two best tokens are a near tie. llama.cpp sums in another order for
+another batch shape; the K/V cache keeps each token's slightly other values, and over a few
+hundred tokens that grows to a few tenths of a logit. Decoding with 8 slots instead of 16,
+without any draft, moves texts the same way: on MBPP's first 120 test tasks 3 texts
+differed, at margins of 0.14, 0.30 and 0.41 (drafts against none: 5, at 0.015 to 0.83).
 """
 
 from __future__ import annotations
@@ -18,10 +21,11 @@ from evaluation.batched import BatchedDecoder, Request
 from evaluation.models import GGUFModel, Prompt
 from evaluation.problems import load_problems
 
-NEAR_TIE = 0.05
-"""The largest gap between two logits that counts as a tie within float rounding: a few
-times what llama.cpp's other summation orders move one of the default model's logits by
-(test_batch_shapes_move_logits_by_rounding_only measures that)."""
+NEAR_TIE = 1.0
+"""The largest gap between the two tokens, read in a fresh context at the first token
+where the texts part, that counts as a tie of batch shapes (see above; one position's
+logits decoded in a 16-sequence step differ from the same position read in a prompt by up
+to 0.97 somewhere in the vocabulary, test_a_drafted_token_is_computed_as_in_a_prompt)."""
 
 
 def _run(model: GGUFModel, requests: list[Request], drafts: str) -> BatchedDecoder:
@@ -72,9 +76,9 @@ def test_the_default_keeps_the_text_of_decoding_every_token(default_model: Path)
     assert all(margin < NEAR_TIE for _, margin in ties), ties
 
 
-def test_batch_shapes_move_logits_by_rounding_only(default_model: Path) -> None:
-    # One position's logits three ways: read as a prompt, decoded as one row of a
-    # 16-sequence step, and checked as the last of 48 drafted tokens.
+def test_a_drafted_token_is_computed_as_in_a_prompt(default_model: Path) -> None:
+    # One position's logits three ways: read as a prompt, checked as the last of 48
+    # drafted tokens, and decoded as one row of a 16-sequence step.
     model = GGUFModel(default_model, adapter=None, threads=None, slots=16)
     try:
         problems = load_problems("humaneval")[:16]
@@ -101,9 +105,12 @@ def test_batch_shapes_move_logits_by_rounding_only(default_model: Path) -> None:
         draft.close()
     finally:
         model.close()
-    moved = [float(np.abs(a - b).max()) for a, b in ((alone, in_step), (alone, in_draft))]
-    print(f"largest logit moved by the batch shape: {moved[0]:.5f} (step), {moved[1]:.5f} (draft)")
-    assert 0 < max(moved) < NEAR_TIE / 2  # the shapes do sum otherwise, and only by rounding
+    # A draft is checked exactly as a prompt is read: the same sums, bit for bit.
+    assert np.array_equal(in_draft, alone)
+    # A decode step of 16 sequences sums in another order: the same choice, other digits.
+    moved = float(np.abs(in_step - alone).max())
+    print(f"largest logit moved by a 16-sequence step: {moved:.5f}")
+    assert 0 < moved < NEAR_TIE and in_step.argmax() == alone.argmax()
 
 
 def _logits_at(decoder: BatchedDecoder, index: int) -> np.ndarray:
