@@ -78,7 +78,6 @@ def run(model, problems: list, benchmark: str, drafts: str, args) -> dict:
     from evaluation.run import RunConfig, evaluate
 
     model.drafts = drafts
-    model.drafted_tokens = model.rejected_tokens = 0
     config = RunConfig(benchmark=benchmark, max_tokens=args.max_tokens)
     with tempfile.TemporaryDirectory() as out:
         results = evaluate(problems, model, config, Path(out), progress=lambda _: None)
@@ -94,8 +93,9 @@ def run(model, problems: list, benchmark: str, drafts: str, args) -> dict:
         "generation_s": results["timings"]["generation_s"],
         "new_tokens": tokens,
         "tokens_per_s": tokens / results["timings"]["generation_s"],
-        "drafted_tokens": model.drafted_tokens,
-        "rejected_tokens": model.rejected_tokens,
+        "drafted_tokens": results["drafted_tokens"],
+        "rejected_tokens": results["rejected_tokens"],
+        "unchecked_tokens": results["unchecked_tokens"],
         "pass@1": results["scores"]["pass@k"]["pass@1"],
         "texts": texts,
     }

@@ -305,7 +305,7 @@ def _whose(results: dict) -> str:
     scores are marked as approximate, not the model's own."""
     if "scored" in results:
         return "samples made elsewhere"
-    continued = results.get("continued_tokens", 0)
+    continued = results.get("continued_tokens", 0) + results.get("unchecked_tokens", 0)
     if continued:
         return f"APPROXIMATE: {continued} tokens added without the model"
     return "the model's own"

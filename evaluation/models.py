@@ -61,6 +61,9 @@ class Model(Protocol):
     """Drafted tokens the model checked and kept (recorded in results.json)."""
     rejected_tokens: int
     """Drafted tokens the model checked and would not have chosen."""
+    unchecked_tokens: int
+    """Tokens of the texts that the model did not choose from its logits (recorded in
+    results.json; none, for each kind of model here)."""
 
     def generate(
         self, prompts: list[Prompt], max_tokens: int, temperature: float
@@ -150,7 +153,7 @@ class GGUFModel:
         self.format_chat = chat_formatter(self.llama)  # as the desktop lays chats out
         self.slots = slots
         self.drafts = drafts
-        self.drafted_tokens = self.rejected_tokens = 0
+        self.drafted_tokens = self.rejected_tokens = self.unchecked_tokens = 0
 
     def generate(
         self, prompts: list[Prompt], max_tokens: int, temperature: float
@@ -169,6 +172,9 @@ class GGUFModel:
         finally:
             self.drafted_tokens += decoder.drafted_tokens
             self.rejected_tokens += decoder.rejected_tokens
+            # Every token of every text must be one the model chose: counted, not assumed.
+            made = sum(len(tokens) for tokens in decoder.tokens.values())
+            self.unchecked_tokens += max(0, made - decoder.chosen_tokens)
             decoder.close()
 
     def _request(self, prompt: Prompt) -> Any:
@@ -204,7 +210,7 @@ class HFModel:
         self.name = path.name
         self.slots = slots
         self.drafts = "none"
-        self.drafted_tokens = self.rejected_tokens = 0
+        self.drafted_tokens = self.rejected_tokens = self.unchecked_tokens = 0
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         dtype = torch.bfloat16 if self.device == "cuda" else torch.float32
         try:
@@ -293,7 +299,7 @@ class EndpointModel:
         self.name = self.url
         self.slots = slots
         self.drafts = "none"  # a server decodes every token itself
-        self.drafted_tokens = self.rejected_tokens = 0
+        self.drafted_tokens = self.rejected_tokens = self.unchecked_tokens = 0
 
     def _post(self, route: str, body: dict[str, Any]) -> dict[str, Any]:
         headers = {"Content-Type": "application/json"}

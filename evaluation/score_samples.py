@@ -112,6 +112,7 @@ def score_samples(
         "drafts": None,
         "drafted_tokens": 0,
         "rejected_tokens": 0,
+        "unchecked_tokens": 0,
         "timings": {"wall_s": wall_s, "generation_s": 0.0},
     }
     return record(out_dir, results, outcomes, config.ks)

@@ -11,7 +11,7 @@ import pytest
 
 from evaluation import batched
 from evaluation.batched import BatchedDecoder, Request
-from evaluation.loops import counting, loop_period
+from evaluation.loops import FIRST_COUNT_DRAFT, counting, loop_period
 from evaluation.models import GGUFModel, Prompt
 from evaluation.problems import load_problems
 from kodcu.llama import use_chat_template
@@ -80,6 +80,8 @@ def test_a_new_sequence_does_not_see_those_already_running(model: GGUFModel) -> 
         for slot in running.values():
             slot.token = filler
         busy._step(running, sorted(running), {i: [] for i in running})
+        for slot in running.values():
+            slot.position += 1
     busy._start(3, requests[3])
     got = _last_logits(busy)
     busy.close()
@@ -195,7 +197,8 @@ def test_a_wrong_draft_is_cut_where_the_model_disagrees(model: GGUFModel, monkey
     monkeypatch.setattr(batched, "counting", drafting(wrong))
     decoder = BatchedDecoder(model.llama, 1, 60, len(request.tokens))
     list(decoder.run([request], 0.0))
-    assert decoder.drafted_tokens == 10 and decoder.rejected_tokens == len(wrong) - 10
+    # The first step checks FIRST_COUNT_DRAFT tokens of the draft: 10 kept, the rest dropped.
+    assert decoder.drafted_tokens == 10 and decoder.rejected_tokens == FIRST_COUNT_DRAFT - 10
     decoder.close()
     assert seen[-1][:40] == model_tokens[:40]
 

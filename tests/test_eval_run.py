@@ -137,6 +137,8 @@ def test_a_run_records_its_drafts_and_keeps_the_models_own_text(
         model.close()
     assert results["drafts"] == "loops" and results["drafted_tokens"] > 100
     assert decoded["drafts"] == "none" and decoded["drafted_tokens"] == 0
+    # Every token of every text was chosen by the model from its logits.
+    assert results["unchecked_tokens"] == decoded["unchecked_tokens"] == 0
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["drafted_tokens"] == results["drafted_tokens"]
     assert saved["rejected_tokens"] == results["rejected_tokens"]
