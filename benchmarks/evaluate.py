@@ -57,11 +57,10 @@ def main() -> None:
         except ProblemError as error:
             print(f"{benchmark}: skipped ({error})", file=sys.stderr)
             continue
-        runs = {drafts: run(model, problems, benchmark, drafts, args) for drafts in DRAFTS}
-        baseline = runs["none"]
-        for row in runs.values():
-            texts = row.pop("texts")
-            row["differ"] = sorted(k for k in texts if texts[k] != baseline["texts_kept"][k])
+        runs = [run(model, problems, benchmark, drafts, args) for drafts in DRAFTS]
+        (baseline, baseline_texts), *_ = runs
+        for row, texts in runs:
+            row["differ"] = sorted(k for k in texts if texts[k] != baseline_texts[k])
             row["vs_baseline"] = baseline["wall_s"] / row["wall_s"]
             rows.append(row)
     model.close()
@@ -74,7 +73,8 @@ DRAFTS = ("none", "loops")
 """The baseline first, then the default."""
 
 
-def run(model, problems: list, benchmark: str, drafts: str, args) -> dict:
+def run(model, problems: list, benchmark: str, drafts: str, args) -> tuple[dict, dict]:
+    """One full kodcu-eval run: its table row, and its texts by task."""
     from evaluation.run import RunConfig, evaluate
 
     model.drafts = drafts
@@ -92,17 +92,14 @@ def run(model, problems: list, benchmark: str, drafts: str, args) -> dict:
         "wall_s": wall_s,
         "generation_s": results["timings"]["generation_s"],
         "new_tokens": tokens,
-        "tokens_per_s": tokens / results["timings"]["generation_s"],
+        "tokens_per_s": tokens / max(results["timings"]["generation_s"], 0.1),
         "drafted_tokens": results["drafted_tokens"],
         "rejected_tokens": results["rejected_tokens"],
         "unchecked_tokens": results["unchecked_tokens"],
         "pass@1": results["scores"]["pass@k"]["pass@1"],
-        "texts": texts,
     }
-    if drafts == "none":
-        row["texts_kept"] = texts
     print(f"{benchmark}, --drafts {drafts}: {wall_s:.0f} s", file=sys.stderr, flush=True)
-    return row
+    return row, texts
 
 
 def print_table(model_name: str, rows: list[dict]) -> None:
@@ -113,7 +110,6 @@ def print_table(model_name: str, rows: list[dict]) -> None:
     )
     print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
     for row in rows:
-        row.pop("texts_kept", None)
         target = TARGETS_S.get(row["benchmark"]) if row["drafts"] == "loops" else None
         full = row["problems"] in (164, 500)
         verdict = (
