@@ -128,6 +128,10 @@ def problems_from_args(args: argparse.Namespace) -> tuple[list[Problem], dict[st
     """The problems the arguments name, and the RunConfig fields that say where they came
     from."""
     if args.problems is None:
+        if args.mbpp is not None and args.benchmark != "mbpp":
+            raise ProblemError(
+                f"--mbpp goes with --benchmark mbpp; leave it out with --benchmark {args.benchmark}"
+            )
         return load_problems(args.benchmark, args.mbpp), {"benchmark": args.benchmark}
     if args.mbpp is not None:
         raise ProblemError("--mbpp goes with --benchmark mbpp; leave it out with --problems")

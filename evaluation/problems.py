@@ -97,11 +97,28 @@ def humaneval_problem(row: dict) -> Problem:
 
 def mbpp(path: Path | None) -> list[Problem]:
     rows = _mbpp_rows(path)
-    problems = [
-        mbpp_problem(row, f"MBPP/{row['task_id']}")
-        for row in rows
-        if row["task_id"] in MBPP_TEST_IDS
-    ]
+    if rows and "text" not in rows[0] and "prompt" in rows[0]:
+        raise ProblemError(
+            f"{path}: this is sanitized MBPP (a subset, with `prompt` for `text`); "
+            "--benchmark mbpp scores the 500 test tasks of the full mbpp.jsonl. "
+            f"Score the sanitized tasks as your own problems with --problems {path}"
+        )
+    problems = []
+    for number, row in enumerate(rows, start=1):
+        if row["task_id"] not in MBPP_TEST_IDS:
+            continue
+        try:
+            problems.append(mbpp_problem(row, f"MBPP/{row['task_id']}"))
+        except KeyError as error:
+            raise ProblemError(
+                f"{path}, row {number} (task {row['task_id']}): no {error} field; "
+                "use the full mbpp.jsonl"
+            ) from None
+        except (AttributeError, IndexError, TypeError) as error:
+            raise ProblemError(
+                f"{path}, row {number} (task {row['task_id']}): `text` must be text and "
+                f"`test_list` a list of asserts ({error}); use the full mbpp.jsonl"
+            ) from None
     if len(problems) != len(MBPP_TEST_IDS):
         raise ProblemError(
             f"{path}: found {len(problems)} of MBPP's {len(MBPP_TEST_IDS)} test tasks "

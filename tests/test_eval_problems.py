@@ -14,7 +14,7 @@ import pytest
 
 from evaluation.cli import main, run_parser, score_parser
 from evaluation.problem_files import FileError, read_problem_file
-from evaluation.problems import load_problems
+from evaluation.problems import ProblemError, load_problems
 from evaluation.run import RunConfig
 from evaluation.solutions import check_solutions
 
@@ -207,3 +207,22 @@ def test_a_run_on_a_problem_file_records_it_and_refuses_another(
     assert again.returncode == 2
     assert "holds samples made with another problem file (sha256)" in again.stderr
     assert (out / "samples.jsonl").read_text() == kept
+
+
+def test_mbpp_files_that_are_not_the_full_benchmark_are_named(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    asserts = ["assert f(1) == 1"]
+    sanitized = tmp_path / "sanitized-mbpp.json"  # MBPP's sanitized subset calls `text` `prompt`
+    rows = [{"task_id": 11, "prompt": "Return x.", "test_list": asserts, "test_imports": []}]
+    sanitized.write_text(json.dumps(rows))
+    with pytest.raises(ProblemError, match="sanitized MBPP .* --problems .*sanitized-mbpp.json"):
+        load_problems("mbpp", sanitized)
+    broken = tmp_path / "mbpp.jsonl"
+    broken.write_text(lines({"task_id": 10, "text": "x"}, {"task_id": 11, "text": "Return x."}))
+    with pytest.raises(ProblemError, match=r"mbpp.jsonl, row 2 \(task 11\): no 'test_list' field"):
+        load_problems("mbpp", broken)
+    # --mbpp with another benchmark would be ignored: it is refused instead, by name.
+    code = main(["--benchmark", "humaneval", "--mbpp", str(broken), "--model", "m", "--out", "o"])
+    assert code == 2
+    assert "--mbpp goes with --benchmark mbpp" in capsys.readouterr().err
