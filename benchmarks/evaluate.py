@@ -12,8 +12,9 @@ model, one run after the other:
 - the default, `--drafts loops`: loops are drafted and every drafted token is checked
   by the model in the shared decode step (evaluation/batched.py).
 
-Both sides are exact greedy decoding; the table says how many texts differ (a near tie
-can go the other way in another batch shape) and the pass@1 of each. Wall time is the
+Both sides are exact greedy decoding; the table says how many texts differ (none:
+every token is computed alike in any batch shape, evaluation/batched.py) and the
+pass@1 of each. Wall time is the
 whole run, tests included; tokens/s counts the new tokens of the texts (the texts
 tokenized again, so a text cut at a stop sequence counts what is kept).
 """

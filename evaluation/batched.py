@@ -11,11 +11,17 @@ several-fold (`python benchmarks/evaluate.py` measures it). Each request gets a
 sequence id (a slot) with its own part of the KV cache; when it ends, its cache is
 dropped and the next request takes the slot, so long and short completions mix freely.
 
-With one slot and no drafts the text is exactly llama-cpp-python's. With several
-sequences in a step, llama.cpp's matrix kernels sum in another order for a batch of
-rows than for one row, and a small model's greedy choice can flip on such a near tie:
-per-problem results may differ from one-at-a-time decoding, as they do between
-llama.cpp builds and CPUs.
+Every token is computed alike, bit for bit, whatever else is in its step: so the
+texts do not depend on the number of slots or on drafts. llama.cpp's CPU kernels sum in
+another order for other batch shapes, and over a few hundred tokens the K/V cache
+carries that to a few tenths of a logit, enough to flip a small model's greedy choice;
+the decoder rules those shapes out. Each sequence has a stream of its own in the cache
+(its cells stay in the order of its positions), attention is flash attention (each
+token's row on its own, masked cells skipped, below 64 rows per sequence), the weights
+are not repacked, and no llama.cpp batch has fewer than MIN_STEP_ROWS rows
+(tests/test_eval_exact.py). A prompt is read in batches of its own, alike whatever
+runs. A lone sequence decoded by llama-cpp-python itself uses the kernels for one row,
+so its text can part from these at a near tie.
 
 Decoding matches `Llama.create_completion`: greedy is argmax, a completion ends at an
 end-of-generation token, at a stop sequence (cut before it) or at `max_tokens`.
@@ -29,11 +35,10 @@ continuation is a draft: its tokens go into the same decode step as the other
 sequences' tokens, and the model's logits after each drafted token say what it would
 have chosen. The tokens are kept up to the first one the model would not have chosen,
 which then takes its place, and the rest of the draft leaves the cache. Every token
-of every text is chosen or checked by the model: the text is greedy decoding's, save
-where a near tie goes the other way for the other batch shape. A draft that held goes
-on, twice as long, in the next step; checking a token in a batch costs less than
-decoding it in a step of its own. `drafts="none"` decodes every token one step at a
-time.
+of every text is chosen or checked by the model, and the texts are those of decoding
+every token (`drafts="none"`), token for token. A draft that held goes on, twice as
+long, in the next step; checking a token in a batch costs less than decoding it in a
+step of its own.
 """
 
 from __future__ import annotations
@@ -49,6 +54,14 @@ import numpy as np
 from evaluation.loops import DRAFT_MODES, FIRST_COUNT_DRAFT, counting, loop_period
 
 TOP_P = 0.95
+MIN_STEP_ROWS = 8
+"""The fewest rows (tokens) in one llama.cpp batch. From 8 rows on, a token's logits are
+the same bit for bit whatever else is in the batch; with 1 to 7 rows llama.cpp's CPU
+kernels sum in another order (measured on the default model; tests/test_eval_exact.py)."""
+LONGEST_DRAFT = 56
+"""The most drafted tokens a sequence puts into one step: a multiple of MIN_STEP_ROWS,
+and below 64, where llama.cpp's flash attention switches to a tiled kernel that sums in
+another order."""
 
 
 def _digit_tokens(llama: Any) -> list[int] | None:
@@ -108,24 +121,41 @@ class BatchedDecoder:
         self.llama = llama
         self.slots = slots
         self.max_tokens = max_tokens
-        self.vocab = llama._model.vocab
+        # The model again, without repacked weights (the file is mapped, so the pages are
+        # shared with the Llama's): a repacked kernel computes a batch's last rows apart.
+        model_params = type(llama.model_params).from_buffer_copy(llama.model_params)
+        model_params.use_extra_bufts = False
+        model_params.load_mode = llama_cpp.LLAMA_LOAD_MODE_MMAP
+        self.model = _internals.LlamaModel(
+            path_model=llama.model_path, params=model_params, verbose=False
+        )
+        self.vocab = self.model.vocab
         self.n_vocab = llama.n_vocab()
+        # Each sequence its own part of the cache (a stream), with room for the longest
+        # prompt and completion: its cells stay in the order of its positions, so attention
+        # sums them in the same order whatever else ran. (A unified cache reuses freed
+        # cells out of order.) At least MIN_STEP_ROWS streams: a short step is filled up
+        # with one token in each of the free ones.
+        self.streams = max(slots, MIN_STEP_ROWS)
         params = llama_cpp.llama_context_default_params()
-        # Each slot its own part of the cache, room for the longest prompt and completion.
-        # (A unified cache would let each token attend over every slot's cells, masked:
-        # with 16 slots that halved the tokens per second.)
-        params.n_ctx = slots * (longest_prompt + max_tokens + 1)
+        params.n_ctx = self.streams * (longest_prompt + max_tokens + 1)
         params.n_batch = params.n_ubatch = 512
-        params.n_seq_max = slots
+        params.n_seq_max = self.streams
         params.kv_unified = False
-        # As the Llama's own context: flash attention sums in another order.
-        params.flash_attn_type = llama.context_params.flash_attn_type
+        # Flash attention computes each token's row on its own, skipping masked cells.
+        params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED
         params.n_threads = params.n_threads_batch = llama.context_params.n_threads
-        self.context = _internals.LlamaContext(model=llama._model, params=params, verbose=False)
-        if llama._lora_adapter is not None:  # the adapter the Llama was opened with
-            adapters = (llama_cpp.llama_adapter_lora_p_ctypes * 1)(llama._lora_adapter)
+        self.context = _internals.LlamaContext(model=self.model, params=params, verbose=False)
+        self.adapter = None
+        if llama.lora_path:  # the adapter the Llama was opened with, over this model
+            self.adapter = llama_cpp.llama_adapter_lora_init(
+                self.model.model, llama.lora_path.encode()
+            )
+            adapters = (llama_cpp.llama_adapter_lora_p_ctypes * 1)(self.adapter)
             scales = (ctypes.c_float * 1)(llama.lora_scale)
-            if llama_cpp.llama_set_adapters_lora(self.context.ctx, adapters, 1, scales):
+            if self.adapter is None or llama_cpp.llama_set_adapters_lora(
+                self.context.ctx, adapters, 1, scales
+            ):
                 raise RuntimeError("llama.cpp could not apply the LoRA adapter to the batch")
         self.batch = llama_cpp.llama_batch_init(params.n_batch, 0, 1)
         self.n_batch = params.n_batch
@@ -147,6 +177,9 @@ class BatchedDecoder:
     def close(self) -> None:
         self.lib.llama_batch_free(self.batch)
         self.context.close()
+        if self.adapter is not None:
+            self.lib.llama_adapter_lora_free(self.adapter)
+        self.model.close()
 
     def run(self, requests: Iterable[Request], temperature: float) -> Iterator[tuple[Request, str]]:
         """Yield each request with its completion, in the order they end."""
@@ -172,6 +205,8 @@ class BatchedDecoder:
                     yield request, text
             if not active:
                 return
+            if not more:
+                self._compact(active, free)
             order = sorted(active)  # by sequence id: see _step
             drafts = self._drafts(active, order)
             self._step(active, order, drafts)
@@ -185,6 +220,17 @@ class BatchedDecoder:
                     self._finish(slot_id, slot, free)
                     yield slot.request, text
 
+    def _compact(self, active: dict[int, _Slot], free: list[int]) -> None:
+        """Move the sequences with the highest ids into the free lower ones, so that the
+        active ids run from 0 without a gap (see _step)."""
+        while free and free[0] < max(active):
+            low, high = free.pop(0), max(active)
+            self.lib.llama_memory_seq_cp(self.memory, high, low, -1, -1)  # the stream's cells
+            self.lib.llama_memory_seq_rm(self.memory, high, -1, -1)
+            active[low] = active.pop(high)
+            free.append(high)
+            free.sort()
+
     def _start(self, slot_id: int, request: Request) -> _Slot:
         """Read the prompt into the slot's sequence; its last token's logits come out."""
         tokens = request.tokens
@@ -192,13 +238,17 @@ class BatchedDecoder:
             chunk = tokens[start : start + self.n_batch]
             last = start + len(chunk) == len(tokens)
             entries = [(slot_id, token, start + i) for i, token in enumerate(chunk)]
-            self._fill(entries, logits_for_all=False, logits_for_last=last)
+            self._fill(entries, with_logits=range(len(chunk) - 1, len(chunk) if last else 0))
             self._decode()
         return _Slot(request, len(tokens), np.random.default_rng(request.seed))
 
     def _drafts(self, active: dict[int, _Slot], order: list[int]) -> dict[int, list[int]]:
-        """The drafted tokens each sequence puts into the next step, within the batch."""
-        room = self.n_batch - len(order)  # every sequence's chosen token goes in first
+        """The drafted tokens each sequence puts into the next step, within the batch.
+
+        Every draft is a whole number of MIN_STEP_ROWS tokens: llama.cpp reads the drafts
+        in batches of their own, and each of those must have at least that many rows.
+        """
+        room = self.n_batch - max(len(order), MIN_STEP_ROWS)  # the chosen tokens go first
         drafts: dict[int, list[int]] = {}
         for slot_id in order:
             slot = active[slot_id]
@@ -206,8 +256,13 @@ class BatchedDecoder:
             if slot.draft is not None:
                 # Never past the token limit: the chosen token is the last one before it.
                 length = min(slot.draft_length, self.max_tokens - len(slot.generated), room)
-            drafts[slot_id] = list(islice(slot.draft, length)) if length > 0 else []
-            room -= len(drafts[slot_id])
+                length -= length % MIN_STEP_ROWS
+            drafted = list(islice(slot.draft, length)) if length > 0 else []
+            if len(drafted) < length:  # the draft has run out
+                slot.draft = None
+                drafted = drafted[: len(drafted) - len(drafted) % MIN_STEP_ROWS]
+            drafts[slot_id] = drafted
+            room -= len(drafted)
         return drafts
 
     def _step(
@@ -215,17 +270,24 @@ class BatchedDecoder:
     ) -> None:
         """Decode every active sequence's chosen token, and its draft after it, in one batch.
 
-        The batch lists the sequences in the order of their ids: llama.cpp splits a
-        batch whose ids are out of order into several passes over the weights
-        (2.3 times slower per step with 16 sequences here).
+        llama.cpp cuts a batch over several streams into batches of consecutive sequence
+        ids with as many tokens each: here one of every sequence's chosen token, then one
+        for each run of drafting sequences. The active ids run from 0 without a gap (see
+        _compact), and fewer than MIN_STEP_ROWS of them are filled up with a token in each
+        next stream, dropped after the step.
         """
+        assert order == list(range(len(order))), "the active sequence ids must run from 0"
         entries = []
         for i in order:
             slot = active[i]
             tokens = [slot.token, *drafts[i]]
             entries += [(i, token, slot.position + k) for k, token in enumerate(tokens)]
-        self._fill(entries, logits_for_all=True)
+        wanted = range(len(entries))
+        filler = [(i, entries[0][1], 0) for i in range(len(order), MIN_STEP_ROWS)]
+        self._fill(entries + filler, with_logits=wanted)
         self._decode()
+        for i, _, _ in filler:
+            self.lib.llama_memory_seq_rm(self.memory, i, -1, -1)
 
     def _check(self, slot_id: int, slot: _Slot, index: int, draft: list[int]) -> str | None:
         """Take the model's choices from the step's logits at `index` on; the finished text
@@ -251,7 +313,7 @@ class BatchedDecoder:
             self.lib.llama_memory_seq_rm(self.memory, slot_id, slot.position, -1)
         # A draft that held goes on, further, from the token the model chose after it.
         if draft and not rejected and slot.draft is not None and next(slot.draft) == chosen:
-            slot.draft_length *= 2
+            slot.draft_length = min(2 * slot.draft_length, LONGEST_DRAFT)
         else:
             slot.draft = None
             self._find_draft(slot)
@@ -265,13 +327,9 @@ class BatchedDecoder:
         free.append(slot_id)
         free.sort()
 
-    def _fill(
-        self,
-        entries: list[tuple[int, int, int]],
-        logits_for_all: bool,
-        logits_for_last: bool = True,
-    ) -> None:
-        """Put (sequence, token, position) entries in the batch, asking for the logits wanted."""
+    def _fill(self, entries: list[tuple[int, int, int]], with_logits: range) -> None:
+        """Put (sequence, token, position) entries in the batch, with logits for those at the
+        indices in `with_logits`."""
         batch = self.batch
         batch.n_tokens = len(entries)
         for i, (seq, token, position) in enumerate(entries):
@@ -279,7 +337,7 @@ class BatchedDecoder:
             batch.pos[i] = position
             batch.n_seq_id[i] = 1
             batch.seq_id[i][0] = seq
-            batch.logits[i] = logits_for_all or (logits_for_last and i == len(entries) - 1)
+            batch.logits[i] = i in with_logits
 
     def _decode(self) -> None:
         status = self.lib.llama_decode(self.context.ctx, self.batch)
@@ -316,7 +374,8 @@ class BatchedDecoder:
         period = loop_period(slot.generated, self._piece)
         if period is not None:
             slot.draft = cycle(slot.generated[-period:])
-            slot.draft_length = period
+            # The block's tokens and on, in whole batches of MIN_STEP_ROWS.
+            slot.draft_length = min(-(-period // MIN_STEP_ROWS) * MIN_STEP_ROWS, LONGEST_DRAFT)
         elif self.digits is not None:
             slot.draft = counting(slot.generated, self._piece, self.digits)
             slot.draft_length = FIRST_COUNT_DRAFT

@@ -62,8 +62,8 @@ def run_parser() -> argparse.ArgumentParser:
         type=int,
         default=16,
         help="completions decoded together for a GGUF or a Hugging Face folder, or requests "
-        "in flight to a server (default 16; 1 decodes one at a time, and with "
-        "--drafts none exactly as llama-cpp-python or transformers does)",
+        "in flight to a server (default 16). For a GGUF the texts do not depend on it; "
+        "for a Hugging Face folder 1 decodes exactly as transformers does alone",
     )
     parser.add_argument(
         "--drafts",

@@ -106,6 +106,23 @@ def test_the_desktop_accepts_the_lora_gguf_for_its_base(tiny: dict) -> None:
     check_adapter_file(tiny["lora_gguf"], tiny["base_gguf"])
 
 
+def test_kodcu_eval_applies_the_lora_gguf(llama: dict) -> None:
+    # kodcu-eval's decoder loads the model again for itself, and the adapter over it.
+    from evaluation.models import GGUFModel, Prompt
+
+    def text(model: Path, adapter: Path | None) -> str:
+        opened = GGUFModel(model, adapter=adapter, threads=None, slots=2)
+        try:
+            [(_, decoded)] = list(opened.generate([Prompt("p", text=PROMPT)], 16, 0.0))
+        finally:
+            opened.close()
+        return decoded
+
+    applied = text(llama["base_gguf"], llama["lora_gguf"])
+    assert applied and applied == text(llama["merged_gguf"], None)
+    assert applied != text(llama["base_gguf"], None)
+
+
 def gguf_fields(path: Path) -> tuple[dict, dict[str, str]]:
     """The GGUF's metadata (scalars and strings) and its tensors' types by name."""
     from gguf import GGUFReader

@@ -32,8 +32,8 @@ def verdicts(results: dict) -> dict[str, list[tuple[str, str]]]:
 
 @pytest.fixture(scope="module")
 def model(default_model: Path):
-    # One slot decodes exactly as llama-cpp-python does: the same text however the
-    # prompts are grouped, so a resumed run can be compared with an uninterrupted one.
+    # A GGUF's texts do not depend on how the prompts are grouped, so a resumed run can be
+    # compared with an uninterrupted one.
     model = GGUFModel(default_model, adapter=None, threads=None, slots=1)
     yield model
     model.close()
