@@ -100,7 +100,14 @@ def test_ctrl_c_keeps_the_samples_and_the_same_command_goes_on(
     environment = {**os.environ, "PYTHONUNBUFFERED": "1"}  # each progress line as it is made
     with (tmp_path / "stderr").open("w+") as stderr:
         child = subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=stderr, text=True, env=environment
+            command,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+            env=environment,
+            # As from a terminal: a suite started in the background has Ctrl-C ignored,
+            # and a child would inherit that.
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
         assert child.stdout is not None
         for line in child.stdout:
