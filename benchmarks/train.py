@@ -8,7 +8,8 @@ rows, batch size and sequence length, for the same number of optimizer steps,
 each in a fresh process so that peak memory is its own. The baseline is how most
 tutorials fine-tune: the Alpaca prompt and response as one string, padded to the
 sequence length, with DataCollatorForLanguageModeling (loss on every token).
-Kodcu's trainer masks the prompt and, with packing, fills each row with examples.
+Kodcu's trainer masks the prompt and, with packing, fills each row with examples;
+it runs the output layer only where the loss is (`kodcu-packed-full-loss` does not).
 
 Reported per side: useful (non-padding) tokens trained per second, useful tokens
 per row (of at most --seq), time per step, and peak memory (CUDA:
@@ -38,7 +39,9 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.random_models import RANDOM_SHAPES, random_model  # noqa: E402
 
-SIDES = ("baseline", "kodcu", "kodcu-packed")
+SIDES = ("baseline", "kodcu", "kodcu-packed", "kodcu-packed-full-loss")
+"""kodcu-packed-full-loss: packed, with the model's own loss over every position's logits
+(training.labelled_loss false), to show what the labelled-position loss saves."""
 
 
 # -- one side, in its own process ---------------------------------------------------
@@ -88,7 +91,9 @@ def peak_memory_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
 
 
-def run_kodcu(args: argparse.Namespace, packing: bool, work: Path) -> dict[str, Any]:
+def run_kodcu(
+    args: argparse.Namespace, packing: bool, work: Path, labelled_loss: bool = True
+) -> dict[str, Any]:
     from trainer.config import load_config
     from trainer.train import run
 
@@ -118,6 +123,7 @@ def run_kodcu(args: argparse.Namespace, packing: bool, work: Path) -> dict[str, 
             "logging_steps": 1,
             "save_steps": 10_000,
             "seed": 0,
+            "labelled_loss": labelled_loss,
         },
     }
     path = work / "config.yaml"
@@ -204,7 +210,9 @@ def run_side(args: argparse.Namespace) -> None:
         if args.side == "baseline":
             result = run_baseline(args, work)
         else:
-            result = run_kodcu(args, packing=args.side == "kodcu-packed", work=work)
+            packing = args.side.startswith("kodcu-packed")
+            labelled_loss = not args.side.endswith("full-loss")
+            result = run_kodcu(args, packing, work, labelled_loss)
     result["peak_memory_mb"] = peak_memory_mb()
     print("RESULT " + json.dumps(result), flush=True)
 

@@ -110,6 +110,10 @@ class TrainingConfig:
     """Seed for the validation split, LoRA initialisation, dropout and data order."""
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     """auto: CUDA if present, else MPS, else CPU. Ignored under torchrun/accelerate."""
+    labelled_loss: bool = True
+    """Run the output layer and the loss only at positions that carry loss, a chunk at a
+    time (trainer/loss.py): the same loss up to float rounding, with far less arithmetic
+    and no full logits in memory. false: the model's own loss over every position."""
 
 
 @dataclass

@@ -336,7 +336,7 @@ def run(
     callbacks: list[TrainerCallback] | None = None,
 ) -> Path | None:
     """Train and write the adapter directory; returns it, or None when stopped by Ctrl+C."""
-    from transformers import Trainer, set_seed
+    from transformers import set_seed
     from transformers.integrations import TensorBoardCallback
 
     output_dir = Path(config.training.output_dir)
@@ -356,15 +356,18 @@ def run(
     if config.data.packing and len(data.train_encoded) > 1:
         verify_packing(model, data.train_encoded[0].input_ids, data.train_encoded[1].input_ids)
     flash = "flash" in str(model.get_base_model().config._attn_implementation)
+    collator = Collator(tokenizer.pad_token_id, flatten=config.data.packing and flash)
+    first_rows = [RowDataset(data.train)[index] for index in range(min(2, len(data.train)))]
+    trainer_class = choose_trainer(config, model, collator(first_rows), device)
     tensorboard = TensorBoardCallback()
     tensorboard.logging_dir = str(output_dir / RUNS)
     interrupt = StopOnInterrupt()
-    trainer = Trainer(
+    trainer = trainer_class(
         model=model,
         args=training_arguments(config, device, dtype, bool(data.validation)),
         train_dataset=RowDataset(data.train),
         eval_dataset=RowDataset(data.validation) if data.validation else None,
-        data_collator=Collator(tokenizer.pad_token_id, flatten=config.data.packing and flash),
+        data_collator=collator,
         processing_class=tokenizer,
         callbacks=[tensorboard, interrupt, *(callbacks or [])],
     )
@@ -389,6 +392,23 @@ def run(
     say(f"adapter written to {output_dir} (kodcu.json, loss.png)")
     say(f"TensorBoard: tensorboard --logdir {output_dir / RUNS}")
     return output_dir
+
+
+def choose_trainer(config: TrainConfig, model: Any, batch: dict, device: str) -> type:
+    """LabelledLossTrainer when training.labelled_loss is on and gives this model's own loss
+    on a first batch; else transformers' Trainer, and the config records that."""
+    from transformers import Trainer
+
+    from trainer.loss import LabelledLossTrainer, check_labelled_loss
+
+    if not config.training.labelled_loss:
+        return Trainer
+    problem = check_labelled_loss(model, {key: value.to(device) for key, value in batch.items()})
+    if problem is None:
+        return LabelledLossTrainer
+    say(f"training.labelled_loss: not for this model ({problem}); using its own loss")
+    config.training.labelled_loss = False  # kodcu.json says what the run did
+    return Trainer
 
 
 def _evaluated_at_end(trainer: Any) -> bool:
