@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-FORMATS = ("alpaca", "mbpp", "messages", "fields")
+FORMATS = ("alpaca", "mbpp", "messages", "fields", "python")
 
 # The row fields each format reads; `SourceConfig.fields` may rename any of them.
 FORMAT_FIELDS = {
@@ -38,6 +38,7 @@ FORMAT_FIELDS = {
     "fields": ("instruction", "input", "output", "task_id"),
     "mbpp": ("text", "code", "test_list", "task_id"),
     "messages": ("messages", "task_id"),
+    "python": (),
 }
 
 SUFFIXES = (".json", ".json.gz", ".jsonl", ".jsonl.gz", ".csv", ".parquet")
@@ -55,7 +56,8 @@ class SourceConfig:
     path: str
     """A local file (.json, .jsonl, .jsonl.gz, .csv, .parquet) or a Hugging Face Hub dataset id."""
     format: str = "alpaca"
-    """How rows map to instruction / input / output: "alpaca", "mbpp", "messages" or "fields"."""
+    """How rows map to instruction / input / output: "alpaca", "mbpp", "messages" or "fields";
+    "python": a folder of .py files, one row per documented function (trainer/python_source.py)."""
     fields: dict[str, str] = field(default_factory=dict)
     """Column names for the format's fields, e.g. {"instruction": "question", "output": "answer",
     "input": "context"}; required for format "fields", a renaming for the others."""
@@ -70,6 +72,9 @@ class SourceConfig:
     """Read at most this many rows (for quick trials)."""
     revision: str | None = None
     """Hub dataset revision (commit, branch or tag) to pin; ignored for local files."""
+    licence: str | None = None
+    """The data's licence (an SPDX id such as CC-BY-4.0 or PSF-2.0), recorded in the source's
+    report in kodcu.json; required for format "python"."""
 
 
 @dataclass(frozen=True)
@@ -83,7 +88,11 @@ class Example:
     """The `SourceConfig.path` it came from."""
     row: int
     """0-based row index in that source (for error messages and reports); in a JSON lines
-    file the line index, blank lines included, so the line number is row + 1."""
+    file the line index, blank lines included, so the line number is row + 1; for format
+    python, the source is the .py file and this is the def's line index."""
+    layout: str = "chat"
+    """chat: the instruction goes through the chat template; completion: the instruction is
+    the text to continue, as it is (a signature and docstring), and the model goes on."""
 
 
 class DataError(ValueError):
@@ -173,11 +182,18 @@ def _load_source(source: SourceConfig, on_bad_row: str) -> tuple[list[Example], 
         )
     if source.limit is not None and source.limit < 0:
         raise DataError(f"{source.path}: limit is {source.limit}; use a positive number")
+    report = {"source": source.path, "sha256": "", "rows": 0, "kept": 0, "skipped": 0}
+    report |= {"skipped_by_reason": {}, "outside_task_ids": 0, "system_messages_dropped": 0}
+    if source.licence is not None:
+        report["licence"] = source.licence
     try:
-        rows, sha256, lines = _open(source)
-        report = {"source": source.path, "sha256": sha256, "rows": 0, "kept": 0, "skipped": 0}
-        report |= {"skipped_by_reason": {}, "outside_task_ids": 0, "system_messages_dropped": 0}
-        examples = _read(source, rows, lines, on_bad_row, report)
+        if source.format == "python":
+            from trainer.python_source import load_python  # it imports this module
+
+            examples = load_python(source, on_bad_row, report)
+        else:
+            rows, report["sha256"], lines = _open(source)
+            examples = _read(source, rows, lines, on_bad_row, report)
     except UnicodeDecodeError as error:
         raise DataError(f"{source.path}: not UTF-8 text ({error}); save it as UTF-8") from None
     except OSError as error:  # a broken gzip file, a directory, no permission

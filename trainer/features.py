@@ -107,16 +107,29 @@ def end_of_turn_ids(tokenizer: Any) -> list[int]:
 
 
 def encode_example(
-    tokenizer: Any, instruction: str, input: str, output: str, max_length: int, end: list[int]
+    tokenizer: Any,
+    instruction: str,
+    input: str,
+    output: str,
+    max_length: int,
+    end: list[int],
+    layout: str = "chat",
 ) -> tuple[list[int], list[int], bool] | None:
     """Token ids and labels of one example, truncated at the end of its response.
 
+    layout "chat": the prompt is the chat template's, and `end` ends the response.
+    layout "completion": the prompt is the instruction itself, tokenized as a base-model
+    prompt is (with BOS if the tokenizer adds one), and EOS ends the response.
     Returns None when the prompt alone leaves no room for a single response token. A
     truncated response gets no end-of-turn token: teaching the model to stop mid-answer
     would be worse than not teaching it to stop on that row.
     """
-    prompt = tokenizer(render_prompt(tokenizer, instruction, input), add_special_tokens=False)
-    prompt_ids = prompt["input_ids"]
+    if layout == "completion":
+        prompt_ids = tokenizer(instruction, add_special_tokens=True)["input_ids"]
+        end = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+    else:
+        prompt = render_prompt(tokenizer, instruction, input)
+        prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
     response_ids = tokenizer(output, add_special_tokens=False)["input_ids"] + end
     room = max_length - len(prompt_ids)
     if room < 1:
@@ -138,7 +151,13 @@ def encode_examples(
     for example in examples:
         try:
             result = encode_example(
-                tokenizer, example.instruction, example.input, example.output, max_length, end
+                tokenizer,
+                example.instruction,
+                example.input,
+                example.output,
+                max_length,
+                end,
+                getattr(example, "layout", "chat"),
             )
         except TemplateError as error:
             # Some model templates refuse a system message (rows with an input use one).
