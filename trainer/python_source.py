@@ -34,9 +34,8 @@ import tokenize
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-from trainer.data import SKIP_HINT, DataError, Example
+from trainer.data import SKIP_HINT, DataError, Example, SourceConfig
 
 TRIVIAL = ("pass", "...", "raise NotImplementedError")
 
@@ -93,7 +92,7 @@ def documented_functions(text: str) -> Iterator[tuple[int, str, str]]:
         yield first, prompt, body
 
 
-def load_python(source: Any, on_bad_row: str, report: dict) -> list[Example]:
+def load_python(source: SourceConfig, on_bad_row: str, report: dict) -> list[Example]:
     """The rows of a `format: python` source (trainer.data.SourceConfig); fills `report`."""
     path = Path(source.path).expanduser()
     if not (path.is_dir() or (path.is_file() and path.suffix == ".py")):
@@ -118,7 +117,7 @@ def load_python(source: Any, on_bad_row: str, report: dict) -> list[Example]:
             functions = list(documented_functions(read_source(data)))
         except OSError as error:
             functions = f"cannot be read ({error.strerror or error})"
-        except (SyntaxError, ValueError, LookupError) as error:  # ValueError: decoding, NUL
+        except (SyntaxError, ValueError, LookupError, RecursionError) as error:  # bad text
             line = getattr(error, "lineno", None)
             where = f"line {line}: " if line else ""
             functions = f"not valid Python ({where}{type(error).__name__}: {error})"
