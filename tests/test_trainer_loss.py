@@ -93,9 +93,7 @@ def test_same_loss_and_lora_gradients_as_the_models_own(tmp_path: Path, architec
 
 
 def test_the_chunk_size_changes_nothing_but_rounding(tmp_path: Path):
-    model = lora_model(
-        AutoModelForCausalLM.from_pretrained(tiny_model(tmp_path / "base", "qwen2"))
-    )
+    model = lora_model(AutoModelForCausalLM.from_pretrained(tiny_model(tmp_path / "base", "qwen2")))
     batch = a_batch(model.get_base_model().config.vocab_size, rows=3, length=40)
     whole_loss, whole = loss_and_grads(model, labelled(model, batch))
     for chunk_rows in (1, 7, 64):
