@@ -157,7 +157,7 @@ def encode_examples(
                 example.output,
                 max_length,
                 end,
-                getattr(example, "layout", "chat"),
+                example.layout,
             )
         except TemplateError as error:
             # Some model templates refuse a system message (rows with an input use one).
