@@ -9,7 +9,7 @@
         --out runs/mine                                   # your own problems
     kodcu-eval score samples.jsonl --benchmark humaneval --out runs/other
                                                           # samples made elsewhere
-    kodcu-eval compare runs/he-base runs/he-lora          # a table, and compare.png
+    kodcu-eval compare runs/he-base runs/he-lora          # a table, compare.png, gained/lost tasks
 
 `kodcu-eval score --help` and `kodcu-eval compare --help` describe those commands.
 
@@ -298,9 +298,44 @@ def compare(argv: list[str]) -> int:
             f"| {name} | {config['benchmark']} | {r['model']} | {config['kind']} | {values} "
             f"| {r['timings']['wall_s']:.0f} | {_whose(r)} |"
         )
+    for line in _changes(rows):
+        print(line)
     _plot(rows, metrics, args.plot)
     print(f"plot: {args.plot}")
     return 0
+
+
+def _changes(rows: list[tuple[str, dict]]) -> list[str]:
+    """Which problems each run solves more or less often than the first run on the same
+    problems: the tasks behind a change in pass@k, to read before trusting it."""
+    lines = []
+    for name, results in rows[1:]:
+        first = next((row for row in rows if _same_problems(row[1], results)), None)
+        if first is None or first[1] is results:
+            continue
+        base, other = first[1]["scores"]["problems"], results["scores"]["problems"]
+        gained, lost = [], []
+        for task_id in base.keys() & other.keys():
+            before = base[task_id]["passed"] / max(base[task_id]["n"], 1)
+            after = other[task_id]["passed"] / max(other[task_id]["n"], 1)
+            if after != before:
+                (gained if after > before else lost).append(task_id)
+        lines.append(
+            f"{name} against {first[0]}: solved more often {_tasks(gained)}; "
+            f"less often {_tasks(lost)}"
+        )
+    return lines
+
+
+def _same_problems(a: dict, b: dict) -> bool:
+    keys = ("benchmark", "problems_sha256", "problem_file")
+    return all(a["config"].get(key) == b["config"].get(key) for key in keys)
+
+
+def _tasks(task_ids: list[str]) -> str:
+    """'3 (HumanEval/2, HumanEval/10, HumanEval/31)', in the benchmark's own order."""
+    ordered = sorted(task_ids, key=lambda t: (len(t), t))
+    return f"{len(ordered)}" + (f" ({', '.join(ordered)})" if ordered else "")
 
 
 def _whose(results: dict) -> str:

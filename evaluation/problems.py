@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Literal
 
 from evaluation.extract import extract_code
+from kodcu import mbpp as mbpp_prompts
 from kodcu.mbpp import MBPP_TEST_IDS, MBPPError, read_mbpp
 
 BENCHMARKS = ("humaneval", "mbpp")
@@ -131,14 +132,10 @@ def mbpp_problem(row: dict, task_id: str) -> Problem:
     """A problem in MBPP's format: `text`, `test_list`, and optionally `test_setup_code`
     and `code` (the reference solution)."""
     tests = [t.strip() for t in row["test_list"]]
-    base_prompt = f'"""\n{row["text"].strip()}\n{tests[0]}\n"""\n'
-    instruction = (
-        f"{row['text'].strip()}\nYour code should pass these tests:\n\n"
-        + "\n".join(tests)
-        + "\n\nAnswer with the code in one ```python code block."
-    )
+    prompt = mbpp_prompts.base_prompt(row["text"], tests)
+    instruction = mbpp_prompts.instruction(row["text"], tests)
     test = (row.get("test_setup_code") or "").strip() + "\n" + "\n".join(tests) + "\n"
-    return Problem(task_id, base_prompt, instruction, test, None, solution=row.get("code"))
+    return Problem(task_id, prompt, instruction, test, None, solution=row.get("code"))
 
 
 def _mbpp_rows(path: Path | None) -> list[dict]:

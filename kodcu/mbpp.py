@@ -1,8 +1,10 @@
-"""MBPP's rows, for the two tools that need them: the trainer (to keep MBPP's test
-tasks out of training data) and the evaluation (to score models on them).
+"""MBPP's rows and prompts, for the two tools that need them: the trainer (to keep
+MBPP's test tasks out of training data, and to train on its train split asked the way
+the evaluation asks) and the evaluation (to score models on them).
 
     rows = read_mbpp(Path("mbpp.jsonl"), hint="give a local copy with --mbpp")
     test_rows = [row for row in rows if int(row["task_id"]) in MBPP_TEST_IDS]
+    prompt = base_prompt(rows[0]["text"], rows[0]["test_list"])
 
 A local `mbpp.jsonl` (or the sanitized `sanitized-mbpp.json`), or the Hugging Face
 Hub when no path is given. Standard library only; `datasets` only for the Hub.
@@ -15,6 +17,22 @@ from pathlib import Path
 
 MBPP_TEST_IDS = range(11, 511)  # the test split: task ids 11-510
 MBPP_HUB_ID = "google-research-datasets/mbpp"
+
+
+def base_prompt(text: str, tests: list[str]) -> str:
+    """What a base model continues (as in bigcode-evaluation-harness): the task text and
+    its first test in a docstring; the model writes the function after it."""
+    return f'"""\n{text.strip()}\n{tests[0].strip()}\n"""\n'
+
+
+def instruction(text: str, tests: list[str]) -> str:
+    """How a chat model is asked (as in the MBPP paper): the text and all the tests, and
+    the answer's shape: one fenced Python block, as the desktop shows it."""
+    return (
+        f"{text.strip()}\nYour code should pass these tests:\n\n"
+        + "\n".join(test.strip() for test in tests)
+        + "\n\nAnswer with the code in one ```python code block."
+    )
 
 
 class MBPPError(ValueError):

@@ -67,6 +67,33 @@ def test_the_example_samples_score_as_counted_by_hand(tmp_path: Path) -> None:
     assert f"| scored | problems.jsonl | samples from {SAMPLES} | base | 0.4000 |" in shown.stdout
 
 
+def test_compare_names_the_problems_solved_more_and_less_often(tmp_path: Path) -> None:
+    lines = PROBLEMS.read_text().splitlines()
+    right = {(r := json.loads(line))["task_id"]: r["canonical_solution"] for line in lines}
+    wrong = "    return None\n"
+    runs = {
+        "first": [("Kodcu/0", wrong), ("Kodcu/1", right["Kodcu/1"]), ("Kodcu/3", wrong)],
+        # Kodcu/3 now right; Kodcu/1 right in 1 of 2 samples instead of 1 of 1.
+        "second": [("Kodcu/0", wrong), ("Kodcu/1", right["Kodcu/1"]), ("Kodcu/1", wrong)]
+        + [("Kodcu/3", right["Kodcu/3"])],
+    }
+    for name, rows in runs.items():
+        rows += [(task, right[task]) for task in ("Kodcu/2", "Kodcu/4")]
+        samples = [{"task_id": task, "completion": text} for task, text in rows]
+        path = write_samples(tmp_path / f"{name}.jsonl", *samples)
+        command = score(str(path), "--problems", str(PROBLEMS), "--out", str(tmp_path / name))
+        done = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=ROOT)
+        assert done.returncode == 0, done.stderr
+    compare = [sys.executable, "-m", "evaluation", "compare"]
+    compare += [str(tmp_path / "first"), str(tmp_path / "second")]
+    compare += ["--plot", str(tmp_path / "compare.png")]
+    shown = subprocess.run(compare, capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert shown.returncode == 0, shown.stderr
+    assert "second against first: solved more often 1 (Kodcu/3); less often 1 (Kodcu/1)" in (
+        shown.stdout
+    )
+
+
 def test_instruct_answers_are_scored_from_their_code(tmp_path: Path) -> None:
     code = json.loads((EXAMPLES / "mbpp_style.jsonl").read_text().splitlines()[0])["code"]
     answers = write_samples(

@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from evaluation.problems import mbpp_problem
 from trainer.data import DataError, Example, SourceConfig, load_examples, split_examples
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -142,20 +143,52 @@ def test_a_misspelt_field_name_is_an_error(tmp_path: Path) -> None:
         load(path, fields={"ouput": "answer"})
 
 
-def test_mbpp_rows_carry_their_asserts_in_the_instruction(tmp_path: Path) -> None:
-    row = {
-        "task_id": 700,
-        "text": "Write a function to add one.",
-        "code": "def add_one(x):\r\n    return x + 1",
-        "test_list": ["assert add_one(1) == 2", "assert add_one(0) == 1"],
-    }
-    (example,), _ = load(write_jsonl(tmp_path / "m.jsonl", [row]), format="mbpp")
-    assert example.instruction == (
-        "Write a function to add one.\nYour code should pass these tests:\n"
-        "assert add_one(1) == 2\nassert add_one(0) == 1"
-    )
+MBPP_ROW = {
+    "task_id": 700,
+    "text": "Write a function to add one.",
+    "code": "def add_one(x):\r\n    return x + 1",
+    "test_list": ["assert add_one(1) == 2", "assert add_one(0) == 1"],
+}
+
+
+def test_mbpp_chat_rows_are_asked_as_kodcu_eval_asks_and_answer_in_a_fenced_block(
+    tmp_path: Path,
+) -> None:
+    (example,), _ = load(write_jsonl(tmp_path / "m.jsonl", [MBPP_ROW]), format="mbpp")
+    # The evaluation's instruct prompt for the same row, so training and scoring agree.
+    problem = mbpp_problem(MBPP_ROW, "MBPP/700")
+    assert example.instruction == problem.instruction
+    assert "assert add_one(1) == 2\nassert add_one(0) == 1" in example.instruction
+    assert example.output == "```python\ndef add_one(x):\n    return x + 1\n```"
+    assert (example.input, example.layout) == ("", "chat")
+
+
+def test_mbpp_completion_rows_continue_kodcu_evals_base_prompt(tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "m.jsonl", [MBPP_ROW])
+    (example,), _ = load(path, format="mbpp", layout="completion")
+    problem = mbpp_problem(MBPP_ROW, "MBPP/700")
+    assert example.instruction == problem.base_prompt
     assert example.output == "def add_one(x):\n    return x + 1"
-    assert example.input == ""
+    assert example.layout == "completion"
+    # What the model learns to write is what the sandbox runs and passes.
+    program = problem.program(example.output, kind="base")
+    exec(compile(program + "\n" + problem.test, "mbpp", "exec"), {})  # noqa: S102
+
+
+def test_alpaca_completion_rows_continue_the_instruction(tmp_path: Path) -> None:
+    row = {"instruction": "def square(x):", "input": '    """x times x."""'}
+    row["output"] = "    return x * x"
+    (example,), _ = load(write_jsonl(tmp_path / "c.jsonl", [row]), layout="completion")
+    assert example.instruction == 'def square(x):\n    """x times x."""'
+    assert (example.input, example.output, example.layout) == ("", "    return x * x", "completion")
+
+
+def test_an_unknown_or_impossible_layout_names_the_source(tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "qa.jsonl", ROWS)
+    with pytest.raises(DataError, match=r"qa.jsonl: layout 'base' is not one of"):
+        load(path, layout="base")
+    with pytest.raises(DataError, match=r"qa.jsonl: format 'messages' rows are chats"):
+        load(path, format="messages", layout="completion")
 
 
 def test_mbpp_task_ids_select_the_train_split() -> None:

@@ -30,7 +30,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kodcu import mbpp
+
 FORMATS = ("alpaca", "mbpp", "messages", "fields", "python")
+LAYOUTS = ("chat", "completion")
 
 # The row fields each format reads; `SourceConfig.fields` may rename any of them.
 FORMAT_FIELDS = {
@@ -72,6 +75,13 @@ class SourceConfig:
     """Read at most this many rows (for quick trials)."""
     revision: str | None = None
     """Hub dataset revision (commit, branch or tag) to pin; ignored for local files."""
+    layout: str = "chat"
+    """How the rows are asked. "chat": through the chat template, as the desktop asks;
+    format mbpp then asks kodcu-eval's instruct prompt and answers in a ```python block.
+    "completion": the text is continued as it is, as benchmark harnesses and editors ask;
+    format mbpp continues kodcu-eval's base prompt (the task text and first test in a
+    docstring) with the code, format alpaca/fields continues the instruction with the
+    output. Format python is always "completion"."""
     licence: str | None = None
     """The data's licence (an SPDX id such as CC-BY-4.0 or PSF-2.0), recorded in the source's
     report in kodcu.json; required for format "python"."""
@@ -175,6 +185,17 @@ def _load_source(source: SourceConfig, on_bad_row: str) -> tuple[list[Example], 
             f"{source.path}: fields {sorted(unknown)} mean nothing for format "
             f"{source.format!r}; it reads {list(FORMAT_FIELDS[source.format])}"
         )
+    if source.layout not in LAYOUTS:
+        raise DataError(f"{source.path}: layout {source.layout!r} is not one of {LAYOUTS}")
+    if source.layout == "completion" and source.format == "messages":
+        raise DataError(
+            f"{source.path}: format 'messages' rows are chats; remove layout: completion"
+        )
+    if source.format == "python" and source.layout != "completion":
+        raise DataError(
+            f"{source.path}: format 'python' rows are completions (a signature and docstring "
+            "continued with the body); set layout: completion or leave it out"
+        )
     if source.format == "fields" and not {"instruction", "output"} <= set(source.fields):
         raise DataError(
             f"{source.path}: format 'fields' needs fields.instruction and fields.output "
@@ -230,7 +251,7 @@ def _read(
                 if not any(low <= task_id <= high for low, high in ranges):
                     report["outside_task_ids"] += 1
                     continue
-            instruction, input_, output, had_system = _convert(row, source.format, names)
+            instruction, input_, output, had_system = _convert(row, source, names)
         except _BadRow as bad:
             where = f"line {index + 1}" if lines else f"row {index}"
             if on_bad_row == "error":
@@ -238,7 +259,7 @@ def _read(
             skipped[bad.key] = skipped.get(bad.key, 0) + 1
             continue
         report["system_messages_dropped"] += had_system
-        examples.append(Example(instruction, input_, output, source.path, index))
+        examples.append(Example(instruction, input_, output, source.path, index, source.layout))
     return examples
 
 
@@ -391,29 +412,34 @@ def _text(row: dict, name: str, required: bool = True, label: str | None = None)
     return value
 
 
-def _convert(row: dict, format: str, names: dict[str, str]) -> tuple[str, str, str, bool]:
+def _convert(row: dict, source: SourceConfig, names: dict[str, str]) -> tuple[str, str, str, bool]:
     """(instruction, input, output, had a system message) for one row."""
-    if format in ("alpaca", "fields"):
+    if source.format in ("alpaca", "fields"):
         instruction = _text(row, names["instruction"])
-        return instruction, _text(row, names["input"], False), _text(row, names["output"]), False
-    if format == "mbpp":
-        return (*_mbpp(row, names), False)
+        input_, output = _text(row, names["input"], False), _text(row, names["output"])
+        if source.layout == "completion":  # the text to continue is all there is
+            return "\n".join(part for part in (instruction, input_) if part), "", output, False
+        return instruction, input_, output, False
+    if source.format == "mbpp":
+        return (*_mbpp(row, names, source.layout), False)
     return _messages(row, names["messages"])
 
 
-def _mbpp(row: dict, names: dict[str, str]) -> tuple[str, str, str]:
-    """MBPP's prompt as in its paper (Austin et al., 2021): the task text, then the asserts.
+def _mbpp(row: dict, names: dict[str, str], layout: str) -> tuple[str, str, str]:
+    """An MBPP row asked exactly as kodcu-eval asks (kodcu/mbpp.py), answered with its code.
 
-    instruction = text + "\\nYour code should pass these tests:\\n" + "\\n".join(test_list).
+    chat: the task text and all its tests, answered in a ```python block;
+    completion: the text and first test in a docstring, continued with the code.
     MBPP's code uses Windows line ends; they become "\\n" so the model does not learn "\\r".
     """
     text = _text(row, names["text"])
-    code = _text(row, names["code"]).replace("\r\n", "\n")
+    code = _text(row, names["code"]).replace("\r\n", "\n").strip()
     tests = _field(row, names["test_list"])
-    if not isinstance(tests, list) or not all(isinstance(test, str) for test in tests):
-        raise _bad(names["test_list"], "is not a list of strings")
-    instruction = text + "\nYour code should pass these tests:\n" + "\n".join(tests)
-    return instruction, "", code
+    if not isinstance(tests, list) or not tests or not all(isinstance(t, str) for t in tests):
+        raise _bad(names["test_list"], "is not a non-empty list of strings")
+    if layout == "completion":
+        return mbpp.base_prompt(text, tests), "", code
+    return mbpp.instruction(text, tests), "", f"```python\n{code}\n```"
 
 
 def _messages(row: dict, name: str) -> tuple[str, str, str, bool]:
