@@ -29,13 +29,18 @@ def write(tmp_path: Path, text: str) -> Path:
 def test_the_shipped_configs_are_all_there() -> None:
     names = {path.stem for path in CONFIGS}
     assert {"codellama-7b", "mistral-7b", "falcon-7b", "qwen2.5-coder-1.5b", "gemma3-270m"} <= names
+    assert "kodcu-coder-270m" in names
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda path: path.stem)
 def test_every_shipped_config_loads_and_validates(path: Path) -> None:
     config = load_config(path)
     assert config.model.base
-    assert config.data.sources[0].path == "sahil280114/codealpaca"
+    if path.stem == "kodcu-coder-270m":  # what Kodcu ships: data whose licence allows it
+        assert {source.licence for source in config.data.sources} == {"CC-BY-4.0"}
+        assert all(source.task_ids == "601-974" for source in config.data.sources)
+    else:
+        assert config.data.sources[0].path == "sahil280114/codealpaca"
     assert config.data.template == "alpaca"
     assert config.lora.target_modules == "all-linear"
     assert config.hygiene.decontaminate

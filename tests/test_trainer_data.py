@@ -175,6 +175,36 @@ def test_mbpp_completion_rows_continue_kodcu_evals_base_prompt(tmp_path: Path) -
     exec(compile(program + "\n" + problem.test, "mbpp", "exec"), {})  # noqa: S102
 
 
+def test_mbpp_function_rows_are_in_humaneval_shape_and_run(tmp_path: Path) -> None:
+    helper = {
+        **MBPP_ROW,
+        "task_id": 701,
+        "code": "import math\r\ndef add_one(x):\r\n\treturn x + 1",
+    }
+    two_defs = {**MBPP_ROW, "task_id": 702, "code": "def add_one(x):\n    return x + 1\nY = 2"}
+    path = write_jsonl(tmp_path / "m.jsonl", [MBPP_ROW, helper, two_defs])
+    (plain, with_import), report = load(path, format="mbpp", layout="function")
+    assert plain.instruction == (
+        'def add_one(x):\n    """Write a function to add one.\n'
+        "    >>> add_one(1)\n    2\n    >>> add_one(0)\n    1\n"
+        '    """\n'
+    )
+    assert plain.output == "    return x + 1" and plain.layout == "completion"
+    # What comes before the function stays before it; its indentation is the body's.
+    assert with_import.instruction.startswith('import math\ndef add_one(x):\n\t"""Write')
+    for example in (plain, with_import):
+        exec(
+            compile(example.instruction + example.output + "\nassert add_one(4) == 5", "f", "exec"),
+            {},
+        )  # noqa: S102
+    # A good row the layout cannot show is counted, not an error.
+    assert report["outside_layout"] == {
+        "code follows function 'add_one'; its body would not end the text": 1
+    }
+    with pytest.raises(DataError, match="layout 'function' is for format 'mbpp' rows only"):
+        load(path, layout="function")
+
+
 def test_alpaca_completion_rows_continue_the_instruction(tmp_path: Path) -> None:
     row = {"instruction": "def square(x):", "input": '    """x times x."""'}
     row["output"] = "    return x * x"
@@ -338,3 +368,29 @@ def test_split_sizes_at_the_edges() -> None:
     assert (len(train), len(validation)) == (9, 1)
     with pytest.raises(DataError, match="validation_fraction"):
         split_examples(examples_of(10), 1.0, seed=0)
+
+
+@pytest.mark.parametrize("suffix", [".json", ".jsonl"])
+def test_a_byte_order_mark_is_read_as_nothing(tmp_path: Path, suffix: str) -> None:
+    # Windows editors start UTF-8 files with a byte-order mark; the first row still counts.
+    path = tmp_path / f"bom{suffix}"
+    if suffix == ".json":
+        text = json.dumps(ROWS)
+    else:
+        text = "".join(json.dumps(row) + "\n" for row in ROWS)
+    path.write_bytes(b"\xef\xbb\xbf" + text.encode())
+    examples, report = load(path)
+    assert [e.instruction for e in examples] == [row["instruction"] for row in ROWS]
+    examples, report = load(path, on_bad_row="skip")
+    assert len(examples) == len(ROWS) and report["skipped"] == 0
+
+
+def test_a_lone_surrogate_is_a_bad_row_named_by_line_and_field(tmp_path: Path) -> None:
+    path = tmp_path / "half.jsonl"
+    lines = [json.dumps(ROWS[0]), '{"instruction": "Say \\ud800 hi", "output": "hi"}']
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError, match=r"half.jsonl, line 2: field 'instruction' holds a lone "):
+        load(path)
+    examples, report = load(path, on_bad_row="skip")
+    assert len(examples) == 1
+    assert report["skipped_by_reason"] == {"lone surrogate in field 'instruction'": 1}

@@ -31,9 +31,10 @@ from pathlib import Path
 from typing import Any
 
 from kodcu import mbpp
+from trainer.function_prompt import NoFunction, function_prompt
 
 FORMATS = ("alpaca", "mbpp", "messages", "fields", "python")
-LAYOUTS = ("chat", "completion")
+LAYOUTS = ("chat", "completion", "function")
 
 # The row fields each format reads; `SourceConfig.fields` may rename any of them.
 FORMAT_FIELDS = {
@@ -81,7 +82,10 @@ class SourceConfig:
     "completion": the text is continued as it is, as benchmark harnesses and editors ask;
     format mbpp continues kodcu-eval's base prompt (the task text and first test in a
     docstring) with the code, format alpaca/fields continues the instruction with the
-    output. Format python is always "completion"."""
+    output. "function" (format mbpp only): HumanEval's shape, the tested function's
+    signature and a docstring with the task and its tests as examples, continued with
+    the body (trainer/function_prompt.py); rows it cannot show so are counted in the
+    report's outside_layout. Format python is always "completion"."""
     licence: str | None = None
     """The data's licence (an SPDX id such as CC-BY-4.0 or PSF-2.0), recorded in the source's
     report in kodcu.json; required for format "python"."""
@@ -127,8 +131,8 @@ def load_examples(
     Returns the examples and one report dict per source:
     {"source": path, "sha256": file hash or Hub "id@revision", "rows": n_read, "kept": n,
     "skipped": n, "skipped_by_reason": {"missing field 'output'": 3, ...},
-    "outside_task_ids": n, "system_messages_dropped": n}. rows = kept + skipped +
-    outside_task_ids.
+    "outside_task_ids": n, "system_messages_dropped": n}, and for layout "function"
+    "outside_layout": {why: n}. rows = kept + skipped + outside_task_ids + outside_layout.
     """
     if on_bad_row not in ("error", "skip"):
         raise DataError(f"data.on_bad_row is {on_bad_row!r}; use 'error' or 'skip'")
@@ -191,6 +195,8 @@ def _load_source(source: SourceConfig, on_bad_row: str) -> tuple[list[Example], 
         raise DataError(
             f"{source.path}: format 'messages' rows are chats; remove layout: completion"
         )
+    if source.layout == "function" and source.format != "mbpp":
+        raise DataError(f"{source.path}: layout 'function' is for format 'mbpp' rows only")
     if source.format == "python" and source.layout != "completion":
         raise DataError(
             f"{source.path}: format 'python' rows are completions (a signature and docstring "
@@ -205,6 +211,8 @@ def _load_source(source: SourceConfig, on_bad_row: str) -> tuple[list[Example], 
         raise DataError(f"{source.path}: limit is {source.limit}; use a positive number")
     report = {"source": source.path, "sha256": "", "rows": 0, "kept": 0, "skipped": 0}
     report |= {"skipped_by_reason": {}, "outside_task_ids": 0, "system_messages_dropped": 0}
+    if source.layout == "function":
+        report["outside_layout"] = {}
     if source.licence is not None:
         report["licence"] = source.licence
     try:
@@ -252,6 +260,9 @@ def _read(
                     report["outside_task_ids"] += 1
                     continue
             instruction, input_, output, had_system = _convert(row, source, names)
+        except NoFunction as why:  # a good row this layout cannot show: counted, not an error
+            report["outside_layout"][str(why)] = report["outside_layout"].get(str(why), 0) + 1
+            continue
         except _BadRow as bad:
             where = f"line {index + 1}" if lines else f"row {index}"
             if on_bad_row == "error":
@@ -259,7 +270,8 @@ def _read(
             skipped[bad.key] = skipped.get(bad.key, 0) + 1
             continue
         report["system_messages_dropped"] += had_system
-        examples.append(Example(instruction, input_, output, source.path, index, source.layout))
+        layout = "completion" if source.layout == "function" else source.layout
+        examples.append(Example(instruction, input_, output, source.path, index, layout))
     return examples
 
 
@@ -327,9 +339,11 @@ def _sha256(path: Path) -> str:
 
 
 def _text_file(path: Path):
+    """The file as text; utf-8-sig reads a leading byte-order mark (Windows editors
+    write one) as nothing rather than as part of the first row."""
     if path.name.lower().endswith(".gz"):
-        return gzip.open(path, "rt", encoding="utf-8")
-    return path.open(encoding="utf-8")
+        return gzip.open(path, "rt", encoding="utf-8-sig")
+    return path.open(encoding="utf-8-sig")
 
 
 def _jsonl_rows(path: Path) -> Iterator[tuple[int, Any]]:
@@ -409,6 +423,16 @@ def _text(row: dict, name: str, required: bool = True, label: str | None = None)
         raise _BadRow(f"non-string field {label!r}", f"field {label!r} is a {kind}, not a string")
     if required and not value.strip():
         raise _BadRow(f"empty field {label!r}", f"field {label!r} is empty")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as error:  # JSON's "\\ud800": a half of a character
+        bad = value[error.start]
+        raise _BadRow(
+            f"lone surrogate in field {label!r}",
+            f"field {label!r} holds a lone surrogate (\\u{ord(bad):04x}, character "
+            f"{error.start}), half of a character that no text can hold; "
+            "fix the escape in the file",
+        ) from None
     return value
 
 
@@ -437,8 +461,13 @@ def _mbpp(row: dict, names: dict[str, str], layout: str) -> tuple[str, str, str]
     tests = _field(row, names["test_list"])
     if not isinstance(tests, list) or not tests or not all(isinstance(t, str) for t in tests):
         raise _bad(names["test_list"], "is not a non-empty list of strings")
+    for index, test in enumerate(tests):
+        _text({"test": test}, "test", label=f"{names['test_list']}[{index}]")
     if layout == "completion":
         return mbpp.base_prompt(text, tests), "", code
+    if layout == "function":
+        prompt, body = function_prompt(text, code, tests)
+        return prompt, "", body
     return mbpp.instruction(text, tests), "", f"```python\n{code}\n```"
 
 
