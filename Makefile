@@ -34,7 +34,7 @@ LLAMA_PATCHES := $(sort $(wildcard packaging/llama-patches/*.patch))
 # fresh clone on the same machine does not compile llama.cpp again.
 LLAMA_WHEEL_DIR := $(HOME)/.cache/kodcu-build/llama-cpp-python-$(LLAMA_VERSION)-$(shell { printf '%s' '$(LLAMA_CMAKE_ARGS)'; cat $(LLAMA_PATCHES) /dev/null; } | cksum | cut -d' ' -f1)
 
-.PHONY: run test lint bench clean bundle bundle-test
+.PHONY: run test lint bench clean bundle bundle-test coder
 
 $(VENV)/.python:
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "Kodcu needs Python 3.10 or newer; set PYTHON=python3.x"'
@@ -76,6 +76,34 @@ test: $(VENV)/.installed-dev
 bench: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/engine.py
 
+# Kodcu Coder 270M (MODEL_CARD.md): train the adapter, convert it to a LoRA GGUF, and
+# score base and adapter on HumanEval and MBPP with base and chat prompts. CODER_BASE and
+# MBPP may name local copies (a Hugging Face folder of Gemma 3 270M, an mbpp.jsonl);
+# RESUME=1 continues an interrupted training run. The adapter Kodcu ships is the GGUF
+# this writes, copied to kodcu/adapters/kodcu-coder-270m-lora.gguf.
+CODER_BASE ?= google/gemma-3-270m
+MBPP ?=
+CODER_OUT ?= runs/kodcu-coder-270m
+CODER_DATA = $(if $(MBPP),data.sources.0.path=$(MBPP) data.sources.1.path=$(MBPP) \
+	data.sources.2.path=$(MBPP) hygiene.mbpp_path=$(MBPP))
+
+coder: $(VENV)/.installed-dev
+	$(BIN)/kodcu-train trainer/configs/kodcu-coder-270m.yaml $(if $(RESUME),--resume) \
+		model.base=$(CODER_BASE) training.output_dir=$(CODER_OUT)/adapter $(CODER_DATA)
+	$(BIN)/kodcu-convert $(CODER_OUT)/adapter --out $(CODER_OUT)/gguf --quant none --lora-gguf
+	model=$$($(BIN)/python -m kodcu.default_model) && \
+	for benchmark in humaneval mbpp; do for prompt in base instruct; do \
+		for side in base coder; do \
+			$(BIN)/kodcu-eval --benchmark $$benchmark \
+				$(if $(MBPP),$$([ $$benchmark = mbpp ] && echo --mbpp $(MBPP))) \
+				--prompt $$prompt --model $$model --out $(CODER_OUT)/scores/$$benchmark-$$prompt-$$side \
+				$$([ $$side = coder ] && echo --adapter $(CODER_OUT)/gguf/adapter-lora-F16.gguf) \
+				|| exit 1; \
+		done; \
+		$(BIN)/kodcu-eval compare --plot $(CODER_OUT)/scores/$$benchmark-$$prompt.png \
+			$(CODER_OUT)/scores/$$benchmark-$$prompt-base $(CODER_OUT)/scores/$$benchmark-$$prompt-coder; \
+	done; done
+
 # The bundle holds only the app's own dependencies (packaging/freeze_config.py keeps the
 # training stack out even when it is installed in the same venv).
 $(VENV)/.installed-bundle: $(VENV)/.installed-app
@@ -83,7 +111,7 @@ $(VENV)/.installed-bundle: $(VENV)/.installed-app
 		-e ".[bundle]"
 	touch $@
 
-BUNDLE_SOURCES := $(wildcard desktop/*.py kodcu/*.py kodcu/*/*.py) pyproject.toml \
+BUNDLE_SOURCES := $(wildcard desktop/*.py kodcu/*.py kodcu/*/*.py kodcu/adapters/*.gguf) pyproject.toml \
 	packaging/kodcu.spec packaging/entry.py packaging/freeze_config.py packaging/build.py
 
 build/bundle.stamp: $(BUNDLE_SOURCES) $(VENV)/.installed-bundle

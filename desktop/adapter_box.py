@@ -1,8 +1,10 @@
 """The adapter picker: which GGUF LoRA adapter runs over the model, switched while chatting.
 
 Adapters live in ``data_dir() / "adapters"``; "Add adapter from file…" copies one
-there (off the UI thread: a 7B model's adapter is tens of megabytes). Choosing an
-entry emits `adapter_chosen` with the adapter's path, or None for the bare model.
+there (off the UI thread: a 7B model's adapter is tens of megabytes). The built-in
+Kodcu Coder adapter (kodcu/coder.py) is listed by name when this installation has it.
+Choosing an entry emits `adapter_chosen` with the adapter's path, or None for the bare
+model.
 
     box = AdapterBox()
     box.adapter_chosen.connect(window.use_adapter)
@@ -18,6 +20,7 @@ from pathlib import Path
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QComboBox, QFileDialog, QWidget
 
+from kodcu.coder import adapter_label, coder_path
 from kodcu.paths import data_dir
 
 NO_ADAPTER = "No adapter"
@@ -49,11 +52,12 @@ class AdapterBox(QComboBox):
         self.blockSignals(True)
         self.clear()
         self.addItem(NO_ADAPTER, None)
-        paths = sorted(self.folder.glob("*.gguf")) if self.folder.is_dir() else []
+        paths = [coder_path()] if coder_path().is_file() else []
+        paths += sorted(self.folder.glob("*.gguf")) if self.folder.is_dir() else []
         if self._current is not None and self._current not in paths:
             paths.append(self._current)  # in use from elsewhere (an older conversation)
         for path in paths:
-            self.addItem(path.name, str(path))
+            self.addItem(adapter_label(path), str(path))
         self.addItem(ADD_ADAPTER, ADD_ADAPTER)
         self.setCurrentIndex(max(0, self.findData(str(self._current) if self._current else None)))
         self.blockSignals(False)

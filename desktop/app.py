@@ -16,14 +16,14 @@ from desktop.display_check import display_problem
 from desktop.window import MainWindow
 
 
-def run_window(model: Path, n_threads: int | None = None) -> int:
+def run_window(model: Path, n_threads: int | None = None, adapter: Path | None = None) -> int:
     problem = display_problem()
     if problem:
         print(f"kodcu: {problem}", file=sys.stderr)
         return 1
     app = QApplication.instance() or QApplication(sys.argv)
     app.setApplicationName("Kodcu")
-    window = MainWindow(model, n_threads=n_threads)
+    window = MainWindow(model, n_threads=n_threads, adapter=adapter)
     window.apply_theme("system")
     # Follow the desktop when the user switches between light and dark.
     app.styleHints().colorSchemeChanged.connect(lambda _scheme: window.apply_theme("system"))

@@ -1,7 +1,9 @@
 """`kodcu`: the desktop app.
 
-kodcu                         open the chat window on the embedded default model
-kodcu --model FILE.gguf       ... on another GGUF model
+kodcu                         open the chat window on the embedded default model, with
+                              the built-in Kodcu Coder adapter over it
+kodcu --model FILE.gguf       ... on another GGUF model (no adapter unless --adapter)
+kodcu --no-adapter            ... on the bare model
 kodcu --smoke "PROMPT"        no window: answer PROMPT on the terminal, print timings
 """
 
@@ -25,8 +27,30 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--max-tokens", type=int, default=256, help="longest answer for --smoke (default: 256)"
     )
+    adapters = parser.add_mutually_exclusive_group()
+    adapters.add_argument(
+        "--adapter",
+        type=Path,
+        help="GGUF LoRA adapter over the model (default: the built-in Kodcu Coder over the "
+        "embedded default model, none over other models)",
+    )
+    adapters.add_argument(
+        "--no-adapter", action="store_true", help="run the bare model, with no adapter"
+    )
     parser.add_argument("--threads", type=int, help="CPU threads for the engine")
     return parser
+
+
+def resolve_adapter(adapter: Path | None, no_adapter: bool, model: Path) -> Path | None:
+    """The adapter to run: the one asked for, none, or the model's default (the built-in
+    Kodcu Coder over the embedded default model)."""
+    if no_adapter:
+        return None
+    if adapter is not None:
+        return adapter.expanduser()
+    from kodcu.coder import default_adapter
+
+    return default_adapter(model)
 
 
 def resolve_model(model: Path | None) -> Path:
@@ -51,13 +75,14 @@ def main(argv: list[str] | None = None) -> int:
         metadata_child(argv[1])
     args = _parser().parse_args(argv)
     model = resolve_model(args.model)
+    adapter = resolve_adapter(args.adapter, args.no_adapter, model)
     if args.smoke is not None:
         from desktop.smoke import run_smoke
 
-        return run_smoke(args.smoke, model, args.max_tokens, args.threads)
+        return run_smoke(args.smoke, model, args.max_tokens, args.threads, adapter)
     from desktop.app import run_window
 
-    return run_window(model, n_threads=args.threads)
+    return run_window(model, n_threads=args.threads, adapter=adapter)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from PySide6.QtCore import QObject, QTimer, Signal
 
 from desktop.engine import Engine, EngineConfig, RemoteEndpoint
 from desktop.workers import EngineStarter
+from kodcu.coder import adapter_label
 
 
 class EngineControl(QObject):
@@ -60,7 +61,7 @@ class EngineControl(QObject):
         if self.remote is not None:
             return self.remote.url
         adapter = self.config.lora_path
-        return self.config.model.name + (f" + {adapter.name}" if adapter else "")
+        return self.config.model.name + (f" + {adapter_label(adapter)}" if adapter else "")
 
     # -- lifecycle -------------------------------------------------------------------
 

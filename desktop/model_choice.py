@@ -5,7 +5,7 @@ Opening it switches back to them when they still exist; choosing another model
 or adapter while it is open updates it. The window restarts the engine on
 `changed`; this object never touches a widget or the engine.
 
-    choice = ModelChoice(store, default_model)
+    choice = ModelChoice(store, default_model, adapter=default_adapter(default_model))
     choice.changed.connect(restart_engine)
     choice.use_adapter(Path("sql-lora.gguf"))   # refused (with the reason) if it does not fit
 """
@@ -17,6 +17,7 @@ from pathlib import Path
 from PySide6.QtCore import QObject, Signal
 
 from desktop.store import ConversationStore
+from kodcu.coder import adapter_label, default_adapter
 from kodcu.model_file import ModelFileError, check_adapter_file
 
 
@@ -25,21 +26,22 @@ class ModelChoice(QObject):
     refused = Signal(str)  # an adapter that does not fit the model, and why
     note = Signal(str)  # something the user should know (a model gone from the disk)
 
-    def __init__(self, store: ConversationStore, model: Path) -> None:
+    def __init__(self, store: ConversationStore, model: Path, adapter: Path | None = None) -> None:
         super().__init__()
         self.store = store
         self.model = model
-        self.adapter: Path | None = None
+        self.adapter = adapter
         self.conversation_id: int | None = None
 
     def use_model(self, model: Path) -> None:
-        """Run another model; the adapter stays when it was made for the same architecture."""
+        """Run another model; the adapter stays when it was made for the same architecture,
+        else the model's default adapter (the built-in coder for the default model) runs."""
         adapter = self.adapter
         if adapter is not None:
             try:
                 check_adapter_file(adapter, model)
             except ModelFileError:
-                adapter = None
+                adapter = default_adapter(model)
         self._run_on(model, adapter)
 
     def use_adapter(self, adapter: Path | None) -> bool:
@@ -83,7 +85,7 @@ class ModelChoice(QObject):
             self.store.set_model(self.conversation_id, str(self.model), adapter)
 
     def description(self) -> str:
-        return self.model.name + (f" + {self.adapter.name}" if self.adapter else "")
+        return self.model.name + (f" + {adapter_label(self.adapter)}" if self.adapter else "")
 
     def _run_on(self, model: Path, adapter: Path | None, remember: bool = True) -> None:
         if (model, adapter) != (self.model, self.adapter):

@@ -20,6 +20,7 @@ Plain Python, no Qt: the command-line tools read the same settings.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import json
 import math
 import os
@@ -95,6 +96,16 @@ class Settings:
     # -- appearance ----------------------------------------------------------------------
     theme: str = "system"
     """Colour scheme: "system", "light" or "dark"."""
+
+    def api_exposure(self) -> str | None:
+        """A warning when the local API listens beyond this machine: others can reach it,
+        and the key and every prompt travel as plain HTTP. None on a loopback address."""
+        if not self.api_enabled or is_loopback(self.api_host):
+            return None
+        return (
+            f"The local API listens on {self.api_host}: other machines can reach it, and "
+            "its key and every prompt and answer travel unencrypted (plain HTTP)."
+        )
 
     def validate(self) -> list[str]:
         """One message per bad field, naming it and what it allows; empty when all is well."""
@@ -271,3 +282,13 @@ def engine_setup(
     if settings.remote_url:
         remote = RemoteEndpoint(settings.remote_url, settings.remote_api_key, settings.context_size)
     return config, remote
+
+
+def is_loopback(host: str) -> bool:
+    """True for an address only this machine can reach (127.0.0.0/8, ::1, localhost)."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
+    except ValueError:  # a host name: it may resolve to anything
+        return False

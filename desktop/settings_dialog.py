@@ -119,6 +119,14 @@ class SettingsDialog(QDialog):
                 ("API key", _with_toggle(self.api_key, self.show_api_key)),
             ],
         )
+        # Said while the host is typed, not only after OK.
+        self.api_warning = QLabel()
+        self.api_warning.setStyleSheet(ERROR_STYLE)
+        self.api_warning.setWordWrap(True)
+        self.api_warning.setAccessibleName("Local API warning")
+        api_form = local_api.layout()
+        assert isinstance(api_form, QFormLayout)
+        api_form.addRow(self.api_warning)
         remote = _section(
             "Remote engine",
             [
@@ -150,6 +158,8 @@ class SettingsDialog(QDialog):
         # The API fields mean nothing while the API is off; greying them out says so.
         self.api_enabled.toggled.connect(self._update_api_fields)
         self._update_api_fields(settings.api_enabled)
+        self.api_host.textChanged.connect(self._update_api_warning)
+        self._update_api_warning()
 
     def settings(self) -> Settings:
         """The values in the form, whether or not they are valid."""
@@ -185,6 +195,13 @@ class SettingsDialog(QDialog):
     def _update_api_fields(self, enabled: bool) -> None:
         for widget in (self.api_host, self.api_port, self.api_key, self.show_api_key):
             widget.setEnabled(enabled)
+        if hasattr(self, "api_warning"):
+            self._update_api_warning()
+
+    def _update_api_warning(self) -> None:
+        warning = self.settings().api_exposure()
+        self.api_warning.setText(warning or "")
+        self.api_warning.setVisible(warning is not None)
 
 
 def _spin(name: str, value: int) -> QSpinBox:

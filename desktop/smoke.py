@@ -1,9 +1,10 @@
 """`kodcu --smoke "PROMPT"`: answer one prompt on the terminal, with no window.
 
 Starts the engine on the model (the embedded default unless --model says
-otherwise), streams the answer to stdout, then prints the time to first token
-and the generation speed. The installers run it as their self-test, so it
-exits 0 only when a real answer came back.
+otherwise, with the built-in Kodcu Coder adapter over it unless --no-adapter),
+streams the answer to stdout, then prints the time to first token and the
+generation speed. The installers run it as their self-test, so it exits 0 only
+when a real answer came back.
 """
 
 from __future__ import annotations
@@ -15,11 +16,17 @@ from desktop.client import ApiError, ChatStream
 from desktop.engine import Engine, EngineConfig, EngineError
 
 
-def run_smoke(prompt: str, model: Path, max_tokens: int = 256, n_threads: int | None = None) -> int:
-    config = EngineConfig(model=model)
+def run_smoke(
+    prompt: str,
+    model: Path,
+    max_tokens: int = 256,
+    n_threads: int | None = None,
+    adapter: Path | None = None,
+) -> int:
+    config = EngineConfig(model=model, lora_path=adapter)
     if n_threads:
         config.n_threads = n_threads
-    print(f"Loading {model} ...", file=sys.stderr)
+    print(f"Loading {model}" + (f" + {adapter}" if adapter else "") + " ...", file=sys.stderr)
     try:
         with Engine(config) as engine:
             stream = ChatStream(

@@ -45,7 +45,11 @@ from desktop.workers import StreamWorker
 
 class MainWindow(QMainWindow):
     def __init__(
-        self, model: Path, n_threads: int | None = None, store: ConversationStore | None = None
+        self,
+        model: Path,
+        n_threads: int | None = None,
+        store: ConversationStore | None = None,
+        adapter: Path | None = None,
     ) -> None:
         super().__init__()
         self.n_threads = n_threads  # from the command line: wins over the settings
@@ -60,7 +64,7 @@ class MainWindow(QMainWindow):
                 store = ConversationStore(Path(":memory:"))
         self.store = store
         # The model and adapter in use, remembered per conversation.
-        self.choice = ModelChoice(store, model)
+        self.choice = ModelChoice(store, model, adapter)
         self.engine_control = EngineControl(*self._engine_setup(self.settings))
         self.engine_control.ready.connect(self._engine_ready)
         self.engine_control.failed.connect(self._engine_failed)
@@ -100,6 +104,7 @@ class MainWindow(QMainWindow):
         self.export_button = button("Export…", "Export conversation")
         self.models_button = button("Models…", "Models")
         self.adapter_box = AdapterBox()
+        self.adapter_box.show_adapter(self.choice.adapter)
         self.adapter_box.adapter_chosen.connect(self.use_adapter)
         self.adapter_box.add_failed.connect(self._show_error)
         self.settings_button = button("Settings…", "Settings")
@@ -236,6 +241,8 @@ class MainWindow(QMainWindow):
             status += (
                 f" · local API {self.engine_control.base_url}, key {self.engine_control.api_key}"
             )
+            if self.settings.api_exposure():
+                status += " · WARNING: reachable from other machines; key sent unencrypted"
         self.composer.say(status)
         self._set_busy(engine_ready=True, streaming=self.worker is not None)
 

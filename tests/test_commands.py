@@ -166,3 +166,25 @@ def test_serve_exits_with_a_reason_when_its_engine_dies(default_model) -> None:
     finally:
         if server.poll() is None:
             server.kill()
+
+
+def test_serve_takes_its_key_from_the_environment_or_a_file_and_warns_about_the_flag(
+    tmp_path, monkeypatch, capsys
+) -> None:
+    from desktop.serve import _parser, api_key
+
+    monkeypatch.delenv("KODCU_API_KEY", raising=False)
+    assert api_key(_parser().parse_args([])) is None, "a random key by default"
+    monkeypatch.setenv("KODCU_API_KEY", "from-env")
+    assert api_key(_parser().parse_args([])) == "from-env"
+    key_file = tmp_path / "key.txt"
+    key_file.write_text("from-file\n")
+    assert api_key(_parser().parse_args(["--api-key-file", str(key_file)])) == "from-file"
+    assert capsys.readouterr().err == ""
+    assert api_key(_parser().parse_args(["--api-key", "on-the-line"])) == "on-the-line"
+    assert "visible to every user" in capsys.readouterr().err
+    key_file.write_text("\n")
+    with pytest.raises(ValueError, match="key.txt: its first line is empty"):
+        api_key(_parser().parse_args(["--api-key-file", str(key_file)]))
+    with pytest.raises(ValueError, match="cannot be read"):
+        api_key(_parser().parse_args(["--api-key-file", str(tmp_path / "missing")]))

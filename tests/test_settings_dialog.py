@@ -120,6 +120,28 @@ def test_empty_api_host_is_reported_in_the_dialog(qtbot: QtBot) -> None:
     assert "api_host" in dialog.error_label.text()
 
 
+def test_an_api_open_to_other_machines_is_warned_about_while_typing(qtbot: QtBot) -> None:
+    dialog = make_dialog(qtbot, replace(Settings(), api_enabled=True))
+    assert not dialog.api_warning.isVisible(), "127.0.0.1: this machine only"
+    dialog.api_host.clear()
+    qtbot.keyClicks(dialog.api_host, "0.0.0.0")
+    assert dialog.api_warning.isVisible()
+    assert "unencrypted" in dialog.api_warning.text() and "0.0.0.0" in dialog.api_warning.text()
+    qtbot.keyClick(dialog.api_enabled, Qt.Key.Key_Space)  # API off: nothing listens
+    assert not dialog.api_warning.isVisible()
+    # The OK button still works: listening more widely is the user's choice.
+    qtbot.keyClick(dialog.api_enabled, Qt.Key.Key_Space)
+    click_ok(qtbot, dialog)
+    assert dialog.result() == QDialog.DialogCode.Accepted
+
+
+def test_loopback_addresses_need_no_warning() -> None:
+    for host in ("127.0.0.1", "127.0.0.2", "::1", "[::1]", "localhost"):
+        assert replace(Settings(), api_enabled=True, api_host=host).api_exposure() is None
+    for host in ("0.0.0.0", "192.168.1.5", "::", "my-laptop.local"):
+        assert replace(Settings(), api_enabled=True, api_host=host).api_exposure()
+
+
 def test_cancel_rejects(qtbot: QtBot) -> None:
     dialog = make_dialog(qtbot, Settings())
     qtbot.keyClicks(dialog.remote_url, "not a url")
