@@ -139,6 +139,29 @@ def _copy_body(
             progress(done, total)
 
 
+class AlreadyThere(DownloadError):
+    """A model of that name is already there; ask before replacing it (`overwrite`)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(f"{path.name} is already in {path.parent}; replace it?")
+        self.path = path
+
+
+def gguf_file_name(filename: str) -> str:
+    """The local name of a Hub file: its last part, which must be a plain *.gguf name.
+    Anything else (".", "/", "..", "a/", "notes.txt") is refused with what to type."""
+    parts = filename.replace("\\", "/").split("/")
+    name = parts[-1]
+    if any(part in ("", ".", "..") for part in parts) or not name.lower().endswith(".gguf"):
+        raise DownloadError(
+            f"{filename!r} is not a GGUF file name: give the file's name in the repository, "
+            "ending in .gguf (a folder before it is fine: Q4_K_M/model-q4_k_m.gguf)"
+        )
+    if name.lower() == ".gguf" or name.startswith("."):
+        raise DownloadError(f"{filename!r}: the file name must not start with a dot")
+    return name
+
+
 def download(
     repo_id: str,
     filename: str,
@@ -150,18 +173,24 @@ def download(
     progress: Callable[[int, int | None], None] | None = None,
     cancel: threading.Event | None = None,
     timeout_s: float = READ_TIMEOUT_S,
+    overwrite: bool = False,
 ) -> Path:
     """Fetch `filename` from `repo_id` into `dest_folder` and return its path.
 
     `token` defaults to $HF_TOKEN. `progress(done, total)` gets bytes so far and
     the whole size (None when the server does not say). `timeout_s` is how long
-    the server may stay silent. Raises DownloadError or DownloadCancelled.
+    the server may stay silent. A file of the same name already in `dest_folder` is
+    replaced only with `overwrite` (ask the user first). Raises DownloadError or
+    DownloadCancelled.
     """
+    name = gguf_file_name(filename)
     base = (endpoint or os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
     token = token or os.environ.get("HF_TOKEN") or None
     url = f"{base}/{repo_id}/resolve/{quote(revision, safe='')}/{quote(filename)}"
     dest_folder.mkdir(parents=True, exist_ok=True)
-    final = dest_folder / Path(filename).name
+    final = dest_folder / name
+    if final.exists() and not overwrite:
+        raise AlreadyThere(final)
     part = final.with_name(final.name + ".part")
     start = part.stat().st_size if part.exists() else 0
 

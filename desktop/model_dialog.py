@@ -40,7 +40,7 @@ from PySide6.QtWidgets import (
 )
 
 from desktop.gguf_metadata import ModelInfo
-from desktop.hub_download import DownloadCancelled, DownloadError, download
+from desktop.hub_download import DownloadCancelled, DownloadError, download, gguf_file_name
 from desktop.model_library import CURATED, CopyCancelled, LibraryError, ModelEntry, ModelLibrary
 
 COLUMNS = ["Name", "Architecture", "Parameters", "Quantization", "Context", "Size"]
@@ -296,12 +296,33 @@ class ModelDialog(QDialog):
             self._say("Enter a repository id and a file name to download.", error=True)
             return
         folder, endpoint = self.library.folder, self.endpoint
+        try:
+            name = gguf_file_name(filename)
+        except DownloadError as exc:
+            self._say(str(exc), error=True)
+            return
+        overwrite = (folder / name).exists()
+        if overwrite and not self._confirm_replace(name):
+            self._say(f"Kept the {name} you have.")
+            return
         self._run_job(
             lambda progress, cancel: download(
-                repo_id, filename, folder, endpoint=endpoint, progress=progress, cancel=cancel
+                repo_id,
+                filename,
+                folder,
+                endpoint=endpoint,
+                progress=progress,
+                cancel=cancel,
+                overwrite=overwrite,
             ),
             RESUME_MESSAGE,
         )
+
+    def _confirm_replace(self, name: str) -> bool:
+        answer = QMessageBox.question(
+            self, "Replace model", f"{name} is already in your models. Download it again over it?"
+        )
+        return answer == QMessageBox.StandardButton.Yes
 
     def _fill_from_curated(self, index: int) -> None:
         if 0 <= index < len(CURATED):

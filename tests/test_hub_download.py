@@ -198,3 +198,36 @@ def test_unreachable_endpoint(tmp_path: Path) -> None:
         endpoint = f"http://127.0.0.1:{sock.getsockname()[1]}"
     with pytest.raises(DownloadError, match=f"cannot reach {endpoint}: are you online?"):
         download(REPO, NAME, tmp_path, endpoint=endpoint)
+
+
+@pytest.mark.parametrize("bad", [".", "/", "..", "models/", "../x.gguf", "notes.txt", ".gguf"])
+def test_a_name_that_is_not_a_plain_gguf_file_is_refused(
+    hub: HubServer, tmp_path: Path, bad: str
+) -> None:
+    dest = tmp_path / "models"
+    with pytest.raises(DownloadError, match="GGUF file name|must not start with a dot"):
+        download(REPO, bad, dest, endpoint=hub.url)
+    assert hub.requests == [], "refused before anything is asked of the Hub"
+    assert not dest.exists() or list(dest.iterdir()) == []
+
+
+def test_a_folder_in_the_repository_is_fine(hub: HubServer, tmp_path: Path) -> None:
+    data = small_gguf(tmp_path)
+    hub.publish(REPO, f"Q4_K_M/{NAME}", data)
+    path = download(REPO, f"Q4_K_M/{NAME}", tmp_path / "models", endpoint=hub.url)
+    assert path == tmp_path / "models" / NAME and path.read_bytes() == data
+
+
+def test_an_existing_model_is_never_replaced_without_overwrite(
+    hub: HubServer, tmp_path: Path
+) -> None:
+    data = small_gguf(tmp_path)
+    hub.publish(REPO, NAME, data)
+    mine = tmp_path / "models" / NAME
+    mine.parent.mkdir()
+    mine.write_bytes(b"my own model")
+    with pytest.raises(DownloadError, match=f"{NAME} is already in .*replace it"):
+        download(REPO, NAME, mine.parent, endpoint=hub.url)
+    assert mine.read_bytes() == b"my own model"
+    download(REPO, NAME, mine.parent, endpoint=hub.url, overwrite=True)
+    assert mine.read_bytes() == data

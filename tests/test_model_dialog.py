@@ -128,6 +128,40 @@ def test_download_completes_and_adds_a_row(
     assert not dialog.cancel_button.isVisible()
 
 
+def test_download_over_an_existing_model_asks_first(
+    make_dialog: MakeDialog,
+    qtbot: QtBot,
+    hub: HubServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    hub.publish(REPO, NAME, small_gguf(tmp_path / "source.gguf").read_bytes())
+    mine = tmp_path / "models" / NAME
+    mine.parent.mkdir(parents=True, exist_ok=True)
+    mine.write_bytes(b"mine")
+    dialog = make_dialog(endpoint=hub.url)
+    asked: list[str] = []
+    monkeypatch.setattr(dialog, "_confirm_replace", lambda name: asked.append(name) or False)
+    dialog.repo_id.setText(REPO)
+    dialog.file_name.setText(NAME)
+    dialog.download_button.click()
+    assert asked == [NAME] and mine.read_bytes() == b"mine" and hub.requests == []
+    monkeypatch.setattr(dialog, "_confirm_replace", lambda name: True)
+    dialog.download_button.click()
+    qtbot.waitUntil(lambda: mine.read_bytes() != b"mine", timeout=10_000)
+    qtbot.waitUntil(lambda: dialog.progress.value() == 100, timeout=10_000)
+
+
+def test_a_file_name_that_is_not_gguf_is_refused_in_the_dialog(
+    make_dialog: MakeDialog, hub: HubServer
+) -> None:
+    dialog = make_dialog(endpoint=hub.url)
+    dialog.repo_id.setText(REPO)
+    dialog.file_name.setText("/")
+    dialog.download_button.click()
+    assert "not a GGUF file name" in dialog.message.text() and hub.requests == []
+
+
 def test_cancelled_download_keeps_the_part(
     make_dialog: MakeDialog, qtbot: QtBot, hub: HubServer, tmp_path: Path
 ) -> None:
