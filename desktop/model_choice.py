@@ -17,7 +17,7 @@ from pathlib import Path
 from PySide6.QtCore import QObject, Signal
 
 from desktop.store import ConversationStore
-from kodcu.coder import adapter_label, default_adapter
+from kodcu.coder import adapter_label, coder_path, default_adapter
 from kodcu.model_file import ModelFileError, check_adapter_file
 
 
@@ -37,7 +37,9 @@ class ModelChoice(QObject):
         """Run another model; the adapter stays when it was made for the same architecture,
         else the model's default adapter (the built-in coder for the default model) runs."""
         adapter = self.adapter
-        if adapter is not None:
+        if adapter == coder_path():  # trained for the default model alone, whatever fits
+            adapter = default_adapter(model)
+        elif adapter is not None:
             try:
                 check_adapter_file(adapter, model)
             except ModelFileError:

@@ -10,6 +10,7 @@ from PySide6.QtCore import Qt
 
 from desktop.adapter_box import NO_ADAPTER
 from desktop.cli import resolve_adapter
+from desktop.model_choice import ModelChoice
 from desktop.store import ConversationStore
 from desktop.window import MainWindow
 from kodcu.coder import CODER_NAME, PACKAGED, coder_path, default_adapter, ensure_coder_adapter
@@ -77,3 +78,18 @@ def test_the_window_starts_with_the_coder_and_no_adapter_gives_the_bare_model(
     assert win.engine_control.config.lora_path is None
     assert store.conversation(first).adapter is None
     win.close()
+
+
+def test_another_model_of_the_same_architecture_does_not_inherit_the_coder(
+    default_model: Path, tmp_path: Path
+) -> None:
+    # The coder's shapes are the 270M model's: a Gemma 3 1B would pass the architecture
+    # check and then fail to load it.
+    store = ConversationStore(tmp_path / "conversations.sqlite3")
+    choice = ModelChoice(store, default_model, default_adapter(default_model))
+    choice.use_model(tmp_path / "gemma-3-1b-q4_k_m.gguf")
+    assert choice.adapter is None
+    choice.use_model(default_model)
+    assert choice.adapter is None, "the user's last choice (none) stands on a model switch"
+    choice.use_adapter(coder_path())
+    assert choice.adapter == coder_path()
