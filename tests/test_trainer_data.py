@@ -219,6 +219,8 @@ def test_an_unknown_or_impossible_layout_names_the_source(tmp_path: Path) -> Non
         load(path, layout="base")
     with pytest.raises(DataError, match=r"qa.jsonl: format 'messages' rows are chats"):
         load(path, format="messages", layout="completion")
+    with pytest.raises(DataError, match=r"format 'python' rows are completions"):
+        load(tmp_path, format="python", layout="chat", licence="MIT")
 
 
 def test_mbpp_task_ids_select_the_train_split() -> None:

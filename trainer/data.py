@@ -26,7 +26,7 @@ import json
 import random
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -76,8 +76,9 @@ class SourceConfig:
     """Read at most this many rows (for quick trials)."""
     revision: str | None = None
     """Hub dataset revision (commit, branch or tag) to pin; ignored for local files."""
-    layout: str = "chat"
-    """How the rows are asked. "chat": through the chat template, as the desktop asks;
+    layout: str | None = None
+    """How the rows are asked; null: the format's own ("completion" for format python,
+    "chat" for the others). "chat": through the chat template, as the desktop asks;
     format mbpp then asks kodcu-eval's instruct prompt and answers in a ```python block.
     "completion": the text is continued as it is, as benchmark harnesses and editors ask;
     format mbpp continues kodcu-eval's base prompt (the task text and first test in a
@@ -189,6 +190,8 @@ def _load_source(source: SourceConfig, on_bad_row: str) -> tuple[list[Example], 
             f"{source.path}: fields {sorted(unknown)} mean nothing for format "
             f"{source.format!r}; it reads {list(FORMAT_FIELDS[source.format])}"
         )
+    if source.layout is None:  # the format's own
+        source = replace(source, layout="completion" if source.format == "python" else "chat")
     if source.layout not in LAYOUTS:
         raise DataError(f"{source.path}: layout {source.layout!r} is not one of {LAYOUTS}")
     if source.layout == "completion" and source.format == "messages":
@@ -200,7 +203,7 @@ def _load_source(source: SourceConfig, on_bad_row: str) -> tuple[list[Example], 
     if source.format == "python" and source.layout != "completion":
         raise DataError(
             f"{source.path}: format 'python' rows are completions (a signature and docstring "
-            "continued with the body); set layout: completion or leave it out"
+            "continued with the body); remove layout, or set it to completion"
         )
     if source.format == "fields" and not {"instruction", "output"} <= set(source.fields):
         raise DataError(
