@@ -8,8 +8,8 @@ models get no adapter by default: it was trained for this base only.
     adapter = default_adapter(model)   # the coder's path for the default model, else None
 
 Conversations remember the adapter by path, so the packaged file is copied once to the
-cache (checked against the packaged bytes), where its path survives an update or a
-move of the installation.
+cache (a copy whose size or modification time differs from the packaged file's is
+copied again), where its path survives an update or a move of the installation.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def ensure_coder_adapter() -> Path | None:
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(f"{target.name}.partial-{os.getpid()}")
     try:
-        shutil.copyfile(PACKAGED, partial)
+        shutil.copy2(PACKAGED, partial)  # with its modification time, for _same_bytes
         os.replace(partial, target)  # a half-copied adapter is never used
     finally:
         partial.unlink(missing_ok=True)
@@ -66,8 +66,11 @@ def default_adapter(model: Path) -> Path | None:
 
 
 def _same_bytes(a: Path, b: Path) -> bool:
-    """Cheap first (sizes), then exact: the copy is a few megabytes."""
+    """True when `b` is the untouched copy of `a`: the copy keeps the packaged file's
+    modification time, and any later write to it changes its own (every start asks, so
+    no file is read here)."""
     try:
-        return a.stat().st_size == b.stat().st_size and a.read_bytes() == b.read_bytes()
+        ours, theirs = a.stat(), b.stat()
     except OSError:
         return False
+    return (ours.st_size, ours.st_mtime_ns) == (theirs.st_size, theirs.st_mtime_ns)
