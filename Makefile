@@ -62,7 +62,7 @@ TORCH_SPEC ?= torch==2.13.0
 $(VENV)/.installed-dev: $(VENV)/.installed-app
 	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
 	$(BIN)/python -m pip install --quiet --find-links $(LLAMA_WHEEL_DIR) --only-binary llama-cpp-python \
-		-e ".[dev,train,convert,eval]"
+		-e ".[dev,train,convert,eval,bench]"
 	touch $@
 
 run: $(VENV)/.installed-app

@@ -1,24 +1,30 @@
-"""Training speed: Kodcu's trainer against plain transformers + PEFT, in the same run.
+"""Training speed: Kodcu's trainer against what model builders run instead, in one run.
 
-    python benchmarks/train.py --model DIR --data code_alpaca_2k.json [--steps 8]
-    python benchmarks/train.py --random gemma3-1b --tokenizer DIR --data ...   (GPU sizes)
+    python benchmarks/train.py --model DIR --data code_alpaca_2k.json [--steps 8] [--json out.json]
+    python benchmarks/train.py --random codellama-7b --tokenizer DIR --data ... --seq 2048 \
+        --checkpointing                                   (GPU shapes, random weights)
 
-Both sides train the same LoRA (all linear layers, r 16) on the same base model,
-rows, batch size and sequence length, for the same number of optimizer steps,
-each in a fresh process so that peak memory is its own. The baseline is how most
-tutorials fine-tune: the Alpaca prompt and response as one string, padded to the
-sequence length, with DataCollatorForLanguageModeling (loss on every token).
-Kodcu's trainer masks the prompt and, with packing, fills each row with examples;
-it runs the output layer only where the loss is (`kodcu-packed-full-loss` does not).
+The sides (benchmarks/train_sides.py) train the same LoRA (r 16, all linear layers) on
+the same base model, token ids, batch size, sequence length, schedule and number of
+optimizer steps, each in a fresh process so that its peak memory is its own:
 
-Reported per side: useful (non-padding) tokens trained per second, useful tokens
-per row (of at most --seq), time per step, and peak memory (CUDA:
-torch.cuda.max_memory_allocated; CPU: the process's peak resident size, model load
-included). Timing covers the training
-loop only, from the first step to the last.
+    hf                      transformers Trainer + PEFT, rows padded to the batch's longest
+    trl                     TRL SFTTrainer: packing, padding-free, completion-only loss
+    trl-liger               the same with Liger's kernels (CUDA only)
+    kodcu                   Kodcu's trainer, unpacked
+    kodcu-packed            Kodcu's trainer, packed (the recipe's setting)
+    kodcu-packed-full-loss  packed, with the model's own loss over every position's logits
 
-`--random NAME` trains a randomly initialised model with a real model's shape (a
-GPU machine has no network to fetch weights; speed does not depend on the values).
+Reported per side: useful tokens/s (the non-padding tokens of the batches timed, counted
+as they enter the model, over the loop's time from the first step's start to the last
+step's end), useful tokens trained, s/step, peak memory (CUDA: torch's peak allocation;
+CPU: the process's peak resident size, model load included), and the loss per response
+token on the same held-out rows (the rows after --rows) before and after training, so a
+faster side that learns less shows up. `--json FILE` writes the same rows.
+
+`--random NAME` trains a randomly initialised model of a real model's shape (a GPU
+machine has no network to fetch weights; speed does not depend on the values). Unsloth
+is not a side: it needs its own CUDA build and patches the model at import.
 """
 
 from __future__ import annotations
@@ -26,239 +32,74 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
-import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.random_models import RANDOM_SHAPES, random_model  # noqa: E402
+from benchmarks.train_sides import CUDA_ONLY, SIDES, Settings, run_side  # noqa: E402
 
-SIDES = ("baseline", "kodcu", "kodcu-packed", "kodcu-packed-full-loss")
-"""kodcu-packed-full-loss: packed, with the model's own loss over every position's logits
-(training.labelled_loss false), to show what the labelled-position loss saves."""
-
-
-# -- one side, in its own process ---------------------------------------------------
+DEFAULT_SIDES = ("hf", "trl", "kodcu", "kodcu-packed", "kodcu-packed-full-loss")
+BASELINES = ("hf", "trl", "trl-liger")
 
 
-class StepClock:
-    """A TrainerCallback timing the loop from the first step's start to the last's end."""
-
-    def __init__(self) -> None:
-        from transformers import TrainerCallback
-
-        clock = self
-
-        class Callback(TrainerCallback):
-            def on_step_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
-                if clock.start is None:
-                    clock.sync()
-                    clock.start = time.perf_counter()
-
-            def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
-                clock.sync()
-                clock.end = time.perf_counter()
-                clock.steps = state.global_step
-
-        self.start: float | None = None
-        self.end = 0.0
-        self.steps = 0
-        self.callback = Callback()
-
-    @staticmethod
-    def sync() -> None:
-        import torch
-
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-
-    def seconds(self) -> float:
-        assert self.start is not None, "no training step ran"
-        return self.end - self.start
-
-
-def peak_memory_mb() -> float:
-    import torch
-
-    if torch.cuda.is_available():
-        return torch.cuda.max_memory_allocated() / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
-
-
-def run_kodcu(
-    args: argparse.Namespace, packing: bool, work: Path, labelled_loss: bool = True
-) -> dict[str, Any]:
-    from trainer.config import load_config
-    from trainer.train import run
-
-    config = {
-        "model": {"base": args.model, "gradient_checkpointing": False},
-        "data": {
-            "sources": [{"path": args.data, "limit": args.rows}],
-            "on_bad_row": "skip",
-            "validation_fraction": 0.0,
-            "max_length": args.seq,
-            "packing": packing,
-        },
-        # Hygiene runs before training and outside the timed loop; off to keep the rows equal.
-        "hygiene": {
-            "quality_filter": False,
-            "exact_dedup": False,
-            "near_dedup": False,
-            "decontaminate": False,
-        },
-        "lora": {"r": 16, "alpha": 32, "dropout": 0.05, "target_modules": "all-linear"},
-        "training": {
-            "output_dir": str(work / "adapter"),
-            "max_steps": args.steps,
-            "batch_size": args.batch,
-            "gradient_accumulation_steps": 1,
-            "learning_rate": 2e-4,
-            "logging_steps": 1,
-            "save_steps": 10_000,
-            "seed": 0,
-            "labelled_loss": labelled_loss,
-        },
-    }
-    path = work / "config.yaml"
-    path.write_text(yaml.safe_dump(config))
-    clock = StepClock()
-    run(load_config(path), callbacks=[clock.callback])
-    record = json.loads((work / "adapter" / "kodcu.json").read_text())
-    data = record["data"]
-    rows = data["packing"].get("train_rows") if packing else data["train_rows"]
-    return {
-        "seconds": clock.seconds(),
-        "steps": clock.steps,
-        "useful_tokens_per_row": data["tokens"] / rows,
-        "final_loss": record["metrics"]["train_loss"],
-    }
-
-
-def run_baseline(args: argparse.Namespace, work: Path) -> dict[str, Any]:
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import (
-        AutoModelForCausalLM,
-        AutoTokenizer,
-        DataCollatorForLanguageModeling,
-        Trainer,
-        TrainingArguments,
-    )
-
-    from trainer.data import SourceConfig, load_examples
-
-    tokenizer = AutoTokenizer.from_pretrained(args.model)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    examples, _ = load_examples([SourceConfig(args.data, limit=args.rows)], on_bad_row="skip")
-    preamble = "Below is an instruction that describes a task. Write a response that "
-    texts = [
-        f"{preamble}appropriately completes the request.\n\n### Instruction:\n{e.instruction}"
-        + (f"\n\n### Input:\n{e.input}" if e.input else "")
-        + f"\n\n### Response:\n{e.output}{tokenizer.eos_token}"
-        for e in examples
-    ]
-    encoded = tokenizer(texts, truncation=True, max_length=args.seq, padding="max_length")
-    pairs = zip(encoded["input_ids"], encoded["attention_mask"], strict=True)
-    rows = [{"input_ids": ids, "attention_mask": mask} for ids, mask in pairs]
-    useful = sum(sum(row["attention_mask"]) for row in rows) / len(rows)
-
-    cuda = torch.cuda.is_available()
-    dtype = torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else torch.float32
-    model = AutoModelForCausalLM.from_pretrained(args.model, dtype=dtype)
-    lora = LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, target_modules="all-linear")
-    model = get_peft_model(model, lora)
-    training = TrainingArguments(
-        output_dir=str(work / "baseline"),
-        max_steps=args.steps,
-        per_device_train_batch_size=args.batch,
-        learning_rate=2e-4,
-        logging_steps=1,
-        save_strategy="no",
-        report_to="none",
-        bf16=dtype == torch.bfloat16,
-        use_cpu=not cuda,
-        seed=0,
-    )
-    clock = StepClock()
-    trainer = Trainer(
-        model=model,
-        args=training,
-        train_dataset=rows,
-        data_collator=DataCollatorForLanguageModeling(tokenizer, mlm=False),
-        callbacks=[clock.callback],
-    )
-    result = trainer.train()
-    return {
-        "seconds": clock.seconds(),
-        "steps": clock.steps,
-        "useful_tokens_per_row": useful,
-        "final_loss": result.training_loss,
-    }
-
-
-def run_side(args: argparse.Namespace) -> None:
+def one_side(side: str, settings: Settings) -> None:
+    """Runs in the side's own process; prints its result as one RESULT line."""
     with tempfile.TemporaryDirectory(prefix="kodcu-bench-") as tmp:
-        work = Path(tmp)
-        if args.side == "baseline":
-            result = run_baseline(args, work)
-        else:
-            packing = args.side.startswith("kodcu-packed")
-            labelled_loss = not args.side.endswith("full-loss")
-            result = run_kodcu(args, packing, work, labelled_loss)
-    result["peak_memory_mb"] = peak_memory_mb()
+        result = run_side(side, settings, Path(tmp))
     print("RESULT " + json.dumps(result), flush=True)
 
 
-# -- the comparison ----------------------------------------------------------------
+def run_sides(sides: list[str], settings: Settings) -> dict[str, dict[str, Any]]:
+    results = {}
+    for side in sides:
+        command = [
+            sys.executable,
+            __file__,
+            "--side",
+            side,
+            "--settings",
+            json.dumps(asdict(settings)),
+        ]
+        print(f"running {side} …", file=sys.stderr, flush=True)
+        done = subprocess.run(command, capture_output=True, text=True, env=os.environ)
+        line = next((x for x in done.stdout.splitlines() if x.startswith("RESULT ")), None)
+        if done.returncode != 0 or line is None:
+            sys.exit(f"{side} failed:\n{done.stderr[-4000:]}")
+        results[side] = {"side": side, **json.loads(line.removeprefix("RESULT "))}
+    return results
 
 
-def compare(args: argparse.Namespace) -> None:
+def print_table(results: dict[str, dict[str, Any]], settings: Settings, model: str) -> None:
     import torch
-
-    with tempfile.TemporaryDirectory(prefix="kodcu-bench-model-") as tmp:
-        if args.random:
-            args.model = random_model(args.random, args.tokenizer, Path(tmp))
-        results = {}
-        for side in args.sides:
-            command = [sys.executable, __file__, "--side", side, "--model", args.model]
-            command += ["--data", args.data, "--steps", str(args.steps), "--rows", str(args.rows)]
-            command += ["--batch", str(args.batch), "--seq", str(args.seq)]
-            print(f"running {side} …", file=sys.stderr, flush=True)
-            done = subprocess.run(command, capture_output=True, text=True, env=os.environ)
-            line = next((x for x in done.stdout.splitlines() if x.startswith("RESULT ")), None)
-            if done.returncode != 0 or line is None:
-                sys.exit(f"{side} failed:\n{done.stderr[-4000:]}")
-            results[side] = json.loads(line.removeprefix("RESULT "))
 
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU"
     threads = torch.get_num_threads()
-    model = args.random + " (random weights)" if args.random else Path(args.model).name
-    print(f"\nmodel {model} · {device} · {threads} CPU threads · batch {args.batch} x "
-          f"{args.seq} tokens · {args.steps} steps · LoRA r 16, all linear layers\n")  # fmt: skip
-    print(
-        "| trainer | useful tokens/s | vs baseline | useful tokens/row | s/step | peak MB | loss |"
-    )  # noqa: E501
-    print("| --- | --- | --- | --- | --- | --- | --- |")
-    base_speed = None
+    checkpointing = "on" if settings.checkpointing else "off"
+    print(f"\nmodel {model} · {device} · {threads} CPU threads · batch {settings.batch} x "
+          f"{settings.seq} tokens · {settings.steps} steps · LoRA r 16, all linear layers · "
+          f"gradient checkpointing {checkpointing}\n")  # fmt: skip
+    baselines = [side for side in BASELINES if side in results]
+    ratio_heads = "".join(f" vs {side} |" for side in baselines)
+    print(f"| side | useful tokens/s |{ratio_heads} useful tokens | s/step | peak MB "
+          "| held-out loss |")  # fmt: skip
+    print("| --- " * (6 + len(baselines)) + "|")
     for side, r in results.items():
-        useful = r["useful_tokens_per_row"] * args.batch * r["steps"]
-        speed = useful / r["seconds"]
-        base_speed = base_speed or (speed if side == "baseline" else None)
-        ratio = f"{speed / base_speed:.2f}x" if base_speed else "—"
-        print(
-            f"| {side} | {speed:,.0f} | {ratio} | {r['useful_tokens_per_row']:.0f} "
-            f"| {r['seconds'] / r['steps']:.2f} "
-            f"| {r['peak_memory_mb']:,.0f} | {r['final_loss']:.3f} |"
+        ratios = "".join(
+            f" {r['useful_tokens_per_s'] / results[b]['useful_tokens_per_s']:.2f}x |"
+            for b in baselines
         )
-    print("\nloss: the last logged training loss; the baseline's counts prompt tokens too.")
+        print(
+            f"| {side} | {r['useful_tokens_per_s']:,.0f} |{ratios} {r['useful_tokens']:,} "
+            f"| {r['seconds'] / r['steps']:.2f} | {r['peak_mb']:,.0f} | {r['heldout_loss']:.4f} |"
+        )
+    first = next(iter(results.values()))
+    print(f"\nheld-out loss: mean cross-entropy per response token on {settings.heldout} rows "
+          f"not trained on; {first['heldout_loss_before']:.4f} before training.")  # fmt: skip
 
 
 def main() -> None:
@@ -266,20 +107,62 @@ def main() -> None:
     parser.add_argument("--model", help="a Hugging Face model folder (the base model)")
     parser.add_argument("--random", choices=sorted(RANDOM_SHAPES), help="random weights, shaped so")
     parser.add_argument("--tokenizer", help="tokenizer folder for --random")
-    parser.add_argument("--data", required=True, help="Alpaca-format json/jsonl rows")
-    parser.add_argument("--rows", type=int, default=512, help="rows to read (default 512)")
+    parser.add_argument("--data", help="Alpaca-format json/jsonl rows")
+    parser.add_argument("--rows", type=int, default=512, help="training rows to read (default 512)")
+    parser.add_argument("--heldout", type=int, default=32, help="held-out rows after them (32)")
     parser.add_argument("--steps", type=int, default=8, help="optimizer steps (default 8)")
     parser.add_argument("--batch", type=int, default=4, help="rows per step (default 4)")
     parser.add_argument("--seq", type=int, default=256, help="sequence length (default 256)")
-    parser.add_argument("--sides", nargs="+", default=list(SIDES), choices=SIDES)
-    parser.add_argument("--side", choices=SIDES, help=argparse.SUPPRESS)  # one side, internal
+    parser.add_argument("--checkpointing", action="store_true", help="gradient checkpointing")
+    default = " ".join(DEFAULT_SIDES) + " (+ trl-liger on CUDA when liger-kernel is installed)"
+    parser.add_argument("--sides", nargs="+", choices=SIDES, help=f"default: {default}")
+    parser.add_argument("--json", type=Path, help="also write the rows to this JSON file")
+    parser.add_argument("--side", choices=SIDES, help=argparse.SUPPRESS)  # internal: one side
+    parser.add_argument("--settings", help=argparse.SUPPRESS)  # internal: its settings
     args = parser.parse_args()
+    if args.side:
+        one_side(args.side, Settings(**json.loads(args.settings)))
+        return
+    if not args.data:
+        parser.error("--data is required")
     if not (args.model or (args.random and args.tokenizer)):
         parser.error("give --model DIR, or --random NAME with --tokenizer DIR")
-    if args.side:
-        run_side(args)
-    else:
-        compare(args)
+    sides = args.sides or default_sides()
+    cuda_only = [side for side in sides if side in CUDA_ONLY]
+    if cuda_only and not cuda_available():
+        parser.error(f"--sides {' '.join(cuda_only)}: needs a CUDA GPU")
+
+    with tempfile.TemporaryDirectory(prefix="kodcu-bench-model-") as tmp:
+        model = args.model
+        if args.random:
+            model = random_model(args.random, args.tokenizer, Path(tmp), data=args.data)
+        settings = Settings(
+            model, args.data, args.rows, args.heldout, args.steps, args.batch, args.seq,
+            args.checkpointing,
+        )  # fmt: skip
+        results = run_sides(sides, settings)
+    name = f"{args.random} (random weights)" if args.random else Path(args.model).name
+    print_table(results, settings, name)
+    if args.json:
+        keys = ("side", "useful_tokens_per_s", "peak_mb", "useful_tokens", "heldout_loss")
+        keys += ("heldout_loss_before", "seconds", "steps")
+        rows = [{key: r[key] for key in keys} for r in results.values()]
+        args.json.write_text(json.dumps(rows, indent=2) + "\n")
+
+
+def cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def default_sides() -> list[str]:
+    import importlib.util
+
+    sides = list(DEFAULT_SIDES)
+    if cuda_available() and importlib.util.find_spec("liger_kernel") is not None:
+        sides.insert(2, "trl-liger")
+    return sides
 
 
 if __name__ == "__main__":

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Trainer speed on one CUDA GPU: the shapes of issue-sized models, random weights.
+#
+#   benchmarks/gpu_train.sh CASE TOKENIZER_DIR DATA [OUT_DIR]
+#
+# CASE is one of
+#   codellama-ckpt   Code Llama 7B shape, bf16 LoRA, batch 8 x 2048, gradient checkpointing
+#   codellama        Code Llama 7B shape, batch 4 x 2048, no checkpointing
+#   gemma-270m       Gemma 3 270M shape, batch 16 x 1024
+#   tiny             Gemma 3 270M shape, batch 2 x 128, 3 steps: a rehearsal on a CPU
+# TOKENIZER_DIR is a Hugging Face tokenizer folder (the default model's); a shape with a
+# smaller vocabulary gets a tokenizer of its own size (benchmarks/random_models.py).
+# DATA is Alpaca rows (Code Alpaca's code_alpaca_2k.json). Each case runs every side
+# (benchmarks/train.py) in one call, 5 to 8 minutes on an H100/H200; the table goes to
+# stdout and OUT_DIR/CASE.json.
+#
+# A GPU machine without network needs trl (and liger-kernel for the trl-liger side)
+# as wheels: `pip download --no-deps trl==1.16.0 liger-kernel==0.8.5` beside it.
+set -euo pipefail
+case_name=$1 tokenizer=$2 data=$3 out=${4:-.}
+here=$(cd "$(dirname "$0")" && pwd)
+case $case_name in
+  codellama-ckpt) args=(--random codellama-7b --batch 8 --seq 2048 --steps 6 --checkpointing) ;;
+  codellama)      args=(--random codellama-7b --batch 4 --seq 2048 --steps 6) ;;
+  gemma-270m)     args=(--random gemma3-270m --batch 16 --seq 1024 --steps 10) ;;
+  tiny)           args=(--random gemma3-270m --batch 2 --seq 128 --steps 3 --rows 32 --heldout 4) ;;
+  *) echo "unknown case $case_name: codellama-ckpt, codellama, gemma-270m or tiny" >&2; exit 2 ;;
+esac
+mkdir -p "$out"
+PYTHONUNBUFFERED=1 python "$here/train.py" "${args[@]}" --tokenizer "$tokenizer" --data "$data" \
+  --json "$out/$case_name.json"

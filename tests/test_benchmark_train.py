@@ -1,0 +1,68 @@
+"""`benchmarks/train.py` on a tiny model: every side trains, and the figures are counted."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from benchmarks.train_sides import Settings, encoded_rows, load_config
+from tests.tiny_models import tiny_model, write_rows
+from trainer.train import load_tokenizer
+
+REPO = Path(__file__).resolve().parents[1]
+SIDES = ["hf", "trl", "kodcu", "kodcu-packed"]
+
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("offline_hub")]
+
+
+def rows() -> list[dict]:
+    """24 short rows of one pattern: the first 16 train, the last 8 are held out."""
+    return [
+        {"instruction": f"Return {i} plus the argument.", "input": "",
+         "output": f"def plus_{i}(x):\n    return x + {i}"}
+        for i in range(24)
+    ]  # fmt: skip
+
+
+def test_every_side_trains_and_counts_the_tokens_it_timed(tmp_path: Path) -> None:
+    model = tiny_model(tmp_path / "model", "gemma3")
+    data = write_rows(tmp_path / "rows.jsonl", rows())
+    out = tmp_path / "bench.json"
+    # 16 rows, 4 steps of 4: an unpacked side trains every row exactly once.
+    command = [sys.executable, str(REPO / "benchmarks" / "train.py"), "--model", str(model)]
+    command += ["--data", str(data), "--rows", "16", "--heldout", "8", "--steps", "4"]
+    command += ["--batch", "4", "--seq", "256", "--json", str(out), "--sides", *SIDES]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "| side | useful tokens/s | vs hf | vs trl |" in done.stdout
+
+    results = {row["side"]: row for row in json.loads(out.read_text())}
+    assert list(results) == SIDES
+    for row in results.values():
+        assert row["useful_tokens_per_s"] > 0 and row["peak_mb"] > 0
+        # Every side learns: the held-out rows' loss falls from the same starting point.
+        assert row["heldout_loss"] < row["heldout_loss_before"]
+    assert len({round(row["heldout_loss_before"], 4) for row in results.values()}) == 1
+
+    # Counted in the batches, not estimated: one epoch of the rows, without padding.
+    settings = Settings(str(model), str(data), 16, 8, 4, 4, 256, False)
+    tokenizer = load_tokenizer(load_config(settings, tmp_path, False, True))
+    total = sum(len(ids) for ids, _ in encoded_rows(settings, tokenizer, 0, 16))
+    assert results["hf"]["useful_tokens"] == total
+    assert results["kodcu"]["useful_tokens"] == total
+    # Packed sides fill each row with several examples: more tokens in as many steps.
+    assert results["kodcu-packed"]["useful_tokens"] > total
+    assert results["trl"]["useful_tokens"] > total
+
+
+def test_a_cuda_only_side_is_refused_on_a_cpu(tmp_path: Path) -> None:
+    data = write_rows(tmp_path / "rows.jsonl", rows())
+    command = [sys.executable, str(REPO / "benchmarks" / "train.py"), "--model", str(tmp_path)]
+    command += ["--data", str(data), "--sides", "trl-liger"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert "--sides trl-liger: needs a CUDA GPU" in done.stderr
