@@ -135,7 +135,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="kodcu-bench-model-") as tmp:
         model = args.model
         if args.random:
-            model = random_model(args.random, args.tokenizer, Path(tmp), data=args.data)
+            model = random_model(args.random, args.tokenizer, Path(tmp))
         settings = Settings(
             model, args.data, args.rows, args.heldout, args.steps, args.batch, args.seq,
             args.checkpointing,

@@ -66,3 +66,27 @@ def test_a_cuda_only_side_is_refused_on_a_cpu(tmp_path: Path) -> None:
     done = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
     assert "--sides trl-liger: needs a CUDA GPU" in done.stderr
+
+
+def test_a_shape_with_a_smaller_vocabulary_gets_a_tokenizer_of_its_size(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from benchmarks.random_models import RANDOM_SHAPES, random_model
+
+    # Code Llama's case (32,016 tokens against Gemma's tokenizer) in small: 300 against 500.
+    shape = dict(model_type="llama", hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                 num_attention_heads=2, num_key_value_heads=2, vocab_size=300)  # fmt: skip
+    monkeypatch.setitem(RANDOM_SHAPES, "small-vocabulary", shape)
+    given = tiny_model(tmp_path / "given", "llama")
+    assert len(AutoTokenizer.from_pretrained(given)) > 300
+    folder = random_model("small-vocabulary", given, tmp_path / "random")
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    assert len(tokenizer) == 300
+    text = "def add(a, b):\n    return a + b  # é"
+    ids = tokenizer(text)["input_ids"]
+    assert max(ids) < 300 and tokenizer.decode(ids, skip_special_tokens=True) == text
+    model = AutoModelForCausalLM.from_pretrained(folder)
+    assert model(input_ids=torch.tensor([ids])).logits.shape == (1, len(ids), 300)
