@@ -33,6 +33,8 @@ _SCALARS = {
     12: "d",
 }
 _STRING, _ARRAY = 8, 9
+MAX_DIMS = 4
+"""A tensor has at most 4 dimensions (GGML_MAX_DIMS)."""
 
 
 class GGUFHeaderError(ValueError):
@@ -53,8 +55,22 @@ class GGUFHeader:
 
 
 class _Reader:
-    def __init__(self, file: BinaryIO) -> None:
+    """Reads the header's values; every count and length is checked against the file's
+    size before anything is allocated, so a damaged header cannot ask for terabytes."""
+
+    def __init__(self, file: BinaryIO, size: int) -> None:
         self.file = file
+        self.size = size
+
+    def left(self) -> int:
+        return self.size - self.file.tell()
+
+    def check_room(self, needed: int, what: str) -> None:
+        if needed > self.left():
+            raise GGUFHeaderError(
+                f"the header claims {what} of {needed:,} bytes at offset {self.file.tell():,}, "
+                f"more than the file's remaining {self.left():,} (damaged or truncated)"
+            )
 
     def unpack(self, fmt: str) -> tuple[Any, ...]:
         size = struct.calcsize("<" + fmt)
@@ -65,6 +81,7 @@ class _Reader:
 
     def string(self) -> str:
         (length,) = self.unpack("Q")
+        self.check_room(length, "a string")
         data = self.file.read(length)
         if len(data) < length:
             raise GGUFHeaderError("the file ends inside its header (truncated)")
@@ -78,7 +95,9 @@ class _Reader:
         if value_type == _ARRAY:
             item_type, count = self.unpack("IQ")
             if item_type in _SCALARS:  # skip the block without decoding it
-                self.file.seek(count * struct.calcsize("<" + _SCALARS[item_type]), 1)
+                length = count * struct.calcsize("<" + _SCALARS[item_type])
+                self.check_room(length, "an array")
+                self.file.seek(length, 1)
             else:
                 for _ in range(count):
                     self.value(item_type)
@@ -89,7 +108,7 @@ class _Reader:
 def read_gguf_header(path: Path) -> GGUFHeader:
     """Metadata and tensor shapes of the GGUF file at `path`."""
     with path.open("rb") as file:
-        reader = _Reader(file)
+        reader = _Reader(file, path.stat().st_size)
         if file.read(4) != b"GGUF":
             raise GGUFHeaderError("not a GGUF file (it does not start with the GGUF signature)")
         version, n_tensors, n_kv = reader.unpack("IQQ")
@@ -103,6 +122,11 @@ def read_gguf_header(path: Path) -> GGUFHeader:
         for _ in range(n_tensors):
             name = reader.string()
             (n_dims,) = reader.unpack("I")
+            if n_dims > MAX_DIMS:
+                raise GGUFHeaderError(
+                    f"tensor {name!r} claims {n_dims:,} dimensions (at most {MAX_DIMS}): "
+                    "the header is damaged"
+                )
             tensors[name] = reader.unpack(f"{n_dims}Q")
             reader.unpack("IQ")  # type, offset
         return GGUFHeader(version, metadata, tensors, file.tell(), metadata_end)

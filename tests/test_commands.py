@@ -7,11 +7,13 @@ import json
 import os
 import re
 import signal
+import struct
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import psutil
 import pytest
@@ -202,3 +204,18 @@ def test_serve_takes_its_key_from_the_environment_or_a_file_and_warns_about_the_
         api_key(_parser().parse_args(["--api-key-file", str(key_file)]))
     with pytest.raises(ValueError, match="cannot be read"):
         api_key(_parser().parse_args(["--api-key-file", str(tmp_path / "missing")]))
+
+
+def test_serve_refuses_a_damaged_adapter_in_one_line(default_model, tmp_path: Path) -> None:
+    # A LoRA GGUF whose header claims a 2**62-byte key: once a bare MemoryError.
+    adapter = tmp_path / "damaged.gguf"
+    header = b"GGUF" + struct.pack("<IQQ", 3, 0, 1) + struct.pack("<Q", 2**62)
+    adapter.write_bytes(header + bytes(64))
+    done = subprocess.run(
+        [sys.executable, "-m", "desktop.serve", "--lora", str(adapter)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    [message] = [line for line in done.stderr.splitlines() if line.startswith("kodcu-serve:")]
+    assert str(adapter) in message and "damaged" in message

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import struct
 from pathlib import Path
 
 import pytest
 
-from kodcu.model_file import ModelFileError, check_gguf_file
+from kodcu.model_file import ModelFileError, check_adapter_file, check_gguf_file
 from tests import gguf_files
 
 
@@ -53,3 +54,38 @@ def test_unsupported_version(tmp_path: Path) -> None:
 
 def test_real_model_passes(default_model: Path) -> None:
     check_gguf_file(default_model)
+
+
+def _header(n_tensors: int, n_kv: int) -> bytes:
+    return b"GGUF" + struct.pack("<IQQ", 3, n_tensors, n_kv)
+
+
+def _string(text: str) -> bytes:
+    return struct.pack("<Q", len(text)) + text.encode()
+
+
+# Headers that claim more than the file holds: each once made the reader allocate it.
+DAMAGED_HEADERS = {
+    "a key of 2**62 bytes": _header(0, 1) + struct.pack("<Q", 2**62) + b"general",
+    "a string value of 2**61 bytes": _header(0, 1)
+    + _string("general.name")
+    + struct.pack("<IQ", 8, 2**61),
+    "an array of 2**60 floats": _header(0, 1)
+    + _string("adapter.lora.alpha")
+    + struct.pack("<IIQ", 9, 6, 2**60),
+    "a tensor of 2**31 dimensions": _header(1, 0)
+    + _string("blk.0.attn_q.weight.lora_a")
+    + struct.pack("<I", 2**31),
+}
+
+
+@pytest.mark.parametrize("damage", sorted(DAMAGED_HEADERS))
+def test_an_adapter_header_that_claims_too_much_is_refused_not_allocated(
+    tmp_path: Path, default_model: Path, damage: str
+) -> None:
+    path = tmp_path / "adapter.gguf"
+    path.write_bytes(DAMAGED_HEADERS[damage] + bytes(64))
+    with pytest.raises(ModelFileError) as caught:
+        check_adapter_file(path, default_model)
+    assert str(path) in str(caught.value)
+    assert "damaged" in caught.value.problem
