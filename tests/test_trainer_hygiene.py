@@ -9,14 +9,16 @@ import os
 import random
 import subprocess
 import sys
+import tracemalloc
 from importlib import resources
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from trainer.data import Example, SourceConfig, load_examples
 from trainer.hygiene import HygieneConfig, apply_hygiene
-from trainer.minhash import lsh_bands, near_duplicates
+from trainer.minhash import lsh_bands, minhash_signatures, near_duplicates, shingle_hashes
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 MBPP = DATA / "mbpp" / "mbpp.jsonl"
@@ -162,6 +164,27 @@ def test_near_dedup_over_five_thousand_rows() -> None:
     duplicates = near_duplicates(texts)
     assert duplicates.keys() == set(range(1, 5000, 2))
     assert all(duplicates[i][0] == i - 1 for i in duplicates)
+
+
+def test_near_dedup_of_a_huge_row_keeps_its_memory_bounded() -> None:
+    # One 1 MB generated file among ordinary rows: its shingles are hashed a slice at a time
+    # (once, all 200k x 128 permutations at once: about 0.5 GB, 2 GB for a 5 MB row).
+    rng = random.Random(1)
+    huge = " ".join(f"name{rng.randrange(50_000)}" for _ in range(110_000))
+    texts = [huge, "def add(a, b):\n    return a + b", huge[:-1] + "x"]
+    tracemalloc.start()
+    signatures = minhash_signatures(texts)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 100 * 2**20, f"peak {peak / 2**20:.0f} MB"
+    # Slicing changes nothing: the same signature as hashing every shingle in one block.
+    rng_perm = np.random.default_rng(0)
+    a = rng_perm.integers(1, 2**63, size=128, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
+    b = rng_perm.integers(0, 2**63, size=128, dtype=np.uint64)
+    whole = (shingle_hashes(huge)[:, None] * a + b) >> np.uint64(32)
+    assert (signatures[0] == whole.min(axis=0).astype(np.uint32)).all()
+    duplicates = near_duplicates(texts)
+    assert list(duplicates) == [2] and duplicates[2][0] == 0
 
 
 def test_decontamination_drops_a_humaneval_solution() -> None:

@@ -23,6 +23,8 @@ import numpy as np
 SHINGLE_WORDS = 5
 WORD = re.compile(r"[a-z0-9_]+")
 MAX_HASH = np.uint32(0xFFFFFFFF)
+BLOCK_SHINGLES = 16384
+"""Shingles hashed at once: 16 MB of uint64 with 128 permutations, whatever the rows."""
 
 # Fixed odd 64-bit multipliers that mix the word hashes of a shingle into one value.
 _MIX = np.array(
@@ -52,6 +54,11 @@ def shingle_hashes(text: str, n: int = SHINGLE_WORDS) -> np.ndarray:
     return mixed >> np.uint64(32)
 
 
+def _permute(shingles: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(n, num_perm): each shingle hash under each permutation (multiply-shift, see below)."""
+    return (shingles[:, None] * a[None, :] + b[None, :]) >> np.uint64(32)
+
+
 def minhash_signatures(texts: list[str], num_perm: int = 128, seed: int = 0) -> np.ndarray:
     """(len(texts), num_perm) uint32 MinHash signatures; a text with no words gets all MAX_HASH.
 
@@ -63,19 +70,28 @@ def minhash_signatures(texts: list[str], num_perm: int = 128, seed: int = 0) -> 
     b = rng.integers(0, 2**63, size=num_perm, dtype=np.uint64)
     signatures = np.full((len(texts), num_perm), MAX_HASH, dtype=np.uint32)
     shingles = [shingle_hashes(text) for text in texts]
-    # Whole texts at a time, about 16k shingles per block: 16 MB of uint64 with 128 perms.
+    # Whole texts at a time, about BLOCK_SHINGLES per block (16 MB of uint64 with 128 perms);
+    # a text longer than that goes alone, a slice at a time, so memory stays bounded per row.
     start = 0
     while start < len(texts):
         stop, size = start, 0
-        while stop < len(texts) and (size < 16384 or stop == start):
+        while stop < len(texts) and (stop == start or size + len(shingles[stop]) <= BLOCK_SHINGLES):
             size += len(shingles[stop])
             stop += 1
-        nonempty = [i for i in range(start, stop) if len(shingles[i])]
-        if nonempty:
-            block = np.concatenate([shingles[i] for i in nonempty])
-            hashed = (block[:, None] * a[None, :] + b[None, :]) >> np.uint64(32)
-            offsets = np.cumsum([0] + [len(shingles[i]) for i in nonempty[:-1]])
-            signatures[nonempty] = np.minimum.reduceat(hashed, offsets, axis=0).astype(np.uint32)
+        if size > BLOCK_SHINGLES and stop == start + 1:
+            row = shingles[start]
+            signature = np.full(num_perm, MAX_HASH, dtype=np.uint64)
+            for offset in range(0, len(row), BLOCK_SHINGLES):
+                hashed = _permute(row[offset : offset + BLOCK_SHINGLES], a, b)  # (n, num_perm)
+                signature = np.minimum(signature, hashed.min(axis=0))
+            signatures[start] = signature.astype(np.uint32)
+        else:
+            nonempty = [i for i in range(start, stop) if len(shingles[i])]
+            if nonempty:
+                hashed = _permute(np.concatenate([shingles[i] for i in nonempty]), a, b)
+                offsets = np.cumsum([0] + [len(shingles[i]) for i in nonempty[:-1]])
+                reduced = np.minimum.reduceat(hashed, offsets, axis=0)  # (texts, num_perm)
+                signatures[nonempty] = reduced.astype(np.uint32)
         start = stop
     return signatures
 
