@@ -396,3 +396,49 @@ def test_a_lone_surrogate_is_a_bad_row_named_by_line_and_field(tmp_path: Path) -
     examples, report = load(path, on_bad_row="skip")
     assert len(examples) == 1
     assert report["skipped_by_reason"] == {"lone surrogate in field 'instruction'": 1}
+
+
+# Nothing to train on: the file and the cause, in either mode, before hygiene runs.
+@pytest.mark.parametrize("on_bad_row", ["error", "skip"])
+@pytest.mark.parametrize(
+    ("name", "content", "cause"),
+    [
+        ("empty.jsonl", "", "the file is empty"),
+        ("header.csv", "instruction,input,output\n", "the file has a header row and no rows"),
+        ("empty.json", "[]", "the source holds no rows"),
+    ],
+)
+def test_a_source_with_no_rows_names_the_file_and_why(
+    tmp_path: Path, on_bad_row: str, name: str, content: str, cause: str
+) -> None:
+    path = tmp_path / name
+    path.write_text(content)
+    with pytest.raises(DataError) as error:
+        load(path, on_bad_row)
+    assert str(error.value).startswith(f"{path}: {cause}")
+    assert "nothing to train on" in str(error.value)
+
+
+@pytest.mark.parametrize("on_bad_row", ["error", "skip"])
+def test_columns_of_another_format_are_named_with_how_to_map_them(
+    tmp_path: Path, on_bad_row: str
+) -> None:
+    path = tmp_path / "pairs.csv"
+    path.write_text("prompt,completion\nAdd two numbers.,a + b\nSay hi.,print('hi')\n")
+    with pytest.raises(DataError) as error:
+        load(path, on_bad_row)
+    message = str(error.value)
+    assert message.startswith(str(path))
+    assert "the rows' columns are prompt, completion" in message
+    assert "format 'alpaca' reads instruction, output" in message
+    assert "fields: {instruction: <column>, output: <column>}" in message
+    assert "on_bad_row: skip" not in message  # skipping would drop every row
+    # The mapping the message asks for reads the file.
+    examples, _ = load(path, fields={"instruction": "prompt", "output": "completion"})
+    assert [e.output for e in examples] == ["a + b", "print('hi')"]
+
+
+def test_rows_outside_task_ids_say_so(tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "mbpp.jsonl", [{"task_id": 3, "text": "t", "code": "c"}])
+    with pytest.raises(DataError, match=r"none of its 1 rows has a task_id in task_ids '601-974'"):
+        load(path, format="mbpp", task_ids="601-974")

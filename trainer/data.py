@@ -232,6 +232,9 @@ def _load_source(source: SourceConfig, on_bad_row: str) -> tuple[list[Example], 
         raise DataError(f"{source.path}: cannot be read ({error})") from None
     report["kept"] = len(examples)
     report["skipped"] = sum(report["skipped_by_reason"].values())
+    why = _no_rows(source, report) if source.format != "python" else None
+    if why:
+        raise DataError(f"{source.path}: {why}; there is nothing to train on")
     return examples, report
 
 
@@ -247,6 +250,7 @@ def _read(
     names = {name: source.fields.get(name, name) for name in FORMAT_FIELDS[source.format]}
     skipped = report["skipped_by_reason"]
     examples = []
+    columns: dict[str, None] = {}  # the rows' keys in order seen, for "no row fits" messages
     for index, row in rows:
         if source.limit is not None and report["rows"] - report["outside_task_ids"] >= source.limit:
             break
@@ -257,6 +261,8 @@ def _read(
             if not isinstance(row, dict):
                 kind = type(row).__name__
                 raise _BadRow("row is not an object", f"the row is a {kind}, not an object")
+            if len(columns) < 50:
+                columns.update(dict.fromkeys(map(str, row)))
             if ranges is not None:
                 task_id = _task_id(row, names["task_id"])
                 if not any(low <= task_id <= high for low, high in ranges):
@@ -269,13 +275,56 @@ def _read(
         except _BadRow as bad:
             where = f"line {index + 1}" if lines else f"row {index}"
             if on_bad_row == "error":
-                raise DataError(f"{source.path}, {where}: {bad.message}; {SKIP_HINT}") from None
+                # A first row without the format's columns: skip would drop every row.
+                missing = bad.key.startswith("missing field") and not examples
+                hint = _columns_hint(source, list(columns)) if missing else SKIP_HINT
+                raise DataError(f"{source.path}, {where}: {bad.message}; {hint}") from None
             skipped[bad.key] = skipped.get(bad.key, 0) + 1
             continue
         report["system_messages_dropped"] += had_system
         layout = "completion" if source.layout == "function" else source.layout
         examples.append(Example(instruction, input_, output, source.path, index, layout))
+    if not examples and skipped and all(key.startswith("missing field") for key in skipped):
+        raise DataError(
+            f"{source.path}: no row has the fields it needs; {_columns_hint(source, list(columns))}"
+        )
     return examples
+
+
+REQUIRED_FIELDS = {
+    "alpaca": ("instruction", "output"),
+    "fields": ("instruction", "output"),
+    "mbpp": ("text", "code", "test_list"),
+    "messages": ("messages",),
+}
+
+
+def _columns_hint(source: SourceConfig, columns: list[str]) -> str:
+    """What the rows hold against what the format reads, and how to map one to the other."""
+    found = ", ".join(columns) if columns else "none"
+    needed = REQUIRED_FIELDS[source.format]
+    example = ", ".join(f"{name}: <column>" for name in needed)
+    return (
+        f"the rows' columns are {found}, and format {source.format!r} reads "
+        f"{', '.join(needed)}; name your columns with fields: {{{example}}} or choose the "
+        "format that matches them (alpaca, mbpp, messages)"
+    )
+
+
+def _no_rows(source: SourceConfig, report: dict) -> str | None:
+    """Why a source gave nothing to train on, before hygiene could say it less clearly."""
+    if source.limit == 0 or report["kept"] or report["skipped"] or report.get("outside_layout"):
+        return None
+    path = Path(source.path).expanduser()
+    if report["rows"] == 0:
+        if path.is_file() and path.stat().st_size == 0:
+            return "the file is empty"
+        if path.name.lower().endswith(".csv"):
+            return "the file has a header row and no rows under it"
+        return "the source holds no rows"
+    if report["outside_task_ids"] == report["rows"]:
+        return f"none of its {report['rows']} rows has a task_id in task_ids {source.task_ids!r}"
+    return None
 
 
 def _open(source: SourceConfig) -> tuple[Iterator[tuple[int, Any]], str, bool]:
