@@ -442,3 +442,20 @@ def test_rows_outside_task_ids_say_so(tmp_path: Path) -> None:
     path = write_jsonl(tmp_path / "mbpp.jsonl", [{"task_id": 3, "text": "t", "code": "c"}])
     with pytest.raises(DataError, match=r"none of its 1 rows has a task_id in task_ids '601-974'"):
         load(path, format="mbpp", task_ids="601-974")
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".jsonl.gz"])
+def test_invalid_utf8_on_one_line_names_that_line_and_skip_keeps_the_rest(
+    tmp_path: Path, suffix: str
+) -> None:
+    lines = [json.dumps(ROWS[0]).encode(), b'{"instruction": "caf\xe9", "output": "x"}']
+    lines.append(json.dumps(ROWS[1]).encode())
+    data = b"\n".join(lines) + b"\n"
+    path = tmp_path / f"latin1{suffix}"
+    path.write_bytes(gzip.compress(data) if suffix.endswith(".gz") else data)
+    with pytest.raises(DataError) as error:
+        load(path)
+    assert str(error.value).startswith(f"{path}, line 2: not UTF-8 text (byte 0xe9 at column 21)")
+    examples, report = load(path, "skip")
+    assert [e.instruction for e in examples] == [ROWS[0]["instruction"], ROWS[1]["instruction"]]
+    assert report["skipped_by_reason"] == {"invalid UTF-8": 1}
