@@ -184,6 +184,8 @@ class CodeBlockView(QFrame):
         if outcome.stderr.strip():
             parts.append("stderr:\n" + outcome.stderr.rstrip("\n"))
         parts.append(f"[{ending}]")
+        if outcome.isolation:  # each time: the user should know what the code could reach
+            parts.append(f"[{outcome.isolation}]")
         self.output.setPlainText("\n".join(part for part in parts if part))
         lines = min(self.output.document().blockCount(), RUN_OUTPUT_LINES)
         margin = 2 * self.output.frameWidth() + 2 * self.output.document().documentMargin() + 2

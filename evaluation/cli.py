@@ -270,7 +270,8 @@ def score(argv: list[str]) -> int:
 
 def _scores_line(results: dict, out: Path) -> str:
     scores = ", ".join(f"{k} {v:.4f}" for k, v in results["scores"]["pass@k"].items())
-    return f"{scores} · {results['timings']['wall_s']:.0f} s · {out / 'report.md'}"
+    line = f"{scores} · {results['timings']['wall_s']:.0f} s · {out / 'report.md'}"
+    return "".join(f"sandbox: {note}\n" for note in results.get("isolation", [])) + line
 
 
 def compare(argv: list[str]) -> int:

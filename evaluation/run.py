@@ -165,6 +165,8 @@ def record(
         **results,
         "scores": score(outcomes, ks),
         "problems": {task: [_outcome(o) for o in samples] for task, samples in outcomes.items()},
+        # What the sandbox could not isolate (kodcu.sandbox.Limits.isolate); [] when all held.
+        "isolation": sorted({o.isolation for samples in outcomes.values() for o in samples} - {""}),
     }
     (out_dir / RESULTS).write_text(json.dumps(results, indent=2) + "\n")
     (out_dir / REPORT).write_text(report(results))
@@ -291,6 +293,8 @@ def report(results: dict[str, Any]) -> str:
         "| --- | --- |",
     ]
     lines += [f"| {name} | {value:.4f} |" for name, value in scores["pass@k"].items()]
+    for note in results.get("isolation", []):
+        lines += ["", f"Sandbox: {note}."]
     lines += ["", "## How samples ended", "", "| status | samples |", "| --- | --- |"]
     lines += [f"| {status} | {n} |" for status, n in sorted(scores["statuses"].items())]
     failures = [

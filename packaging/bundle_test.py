@@ -9,8 +9,10 @@
    instead of passing unnoticed.
 2. The window opens offscreen (Linux and macOS): the app starts its engine child,
    then Ctrl+C (SIGINT) must close the window in order, exit 0 and stop the child.
-3. A program run the way the Run button runs it (the sandbox, re-entering the app)
-   passes.
+3. Programs run the way the Run button runs them (the sandbox, re-entering the app): an
+   ordinary one passes; an endless loop, a memory bomb, a write to the home directory and
+   a connect to 127.0.0.1 each end with their reason, or (where the OS cannot isolate)
+   the run says so.
 4. Nothing of the training stack is inside (build.py checks it, and again here).
 """
 
@@ -132,22 +134,86 @@ def _alive(pids: list[int]) -> bool:
 
 RUN_BUTTON_PROGRAM = "import json, statistics\nprint(json.dumps(statistics.mean([1, 2, 3])))\n"
 
+# What a new user's Run button meets: each program with its limits, inside the frozen app.
+HOSTILE_RUNS = """
+import json, sys
+from kodcu.sandbox import Limits, run_program
+quick = Limits(wall_s=10, cpu_s=10)
+programs = {{
+    "ordinary": ({ordinary!r}, Limits()),
+    "endless loop": ("while True:\\n    pass\\n", Limits(wall_s=3, cpu_s=3)),
+    "memory bomb": ("x = []\\nwhile True:\\n    x.append(bytearray(1 << 24))\\n",
+                    Limits(wall_s=20, memory_mb=256)),
+    "home write": ("open({home_file!r}, 'a').write('x')\\n", quick),
+    "connect": ("import socket\\nsocket.create_connection(('127.0.0.1', {port}), timeout=3)\\n",
+                quick),
+}}
+seen = {{}}
+for name, (source, limits) in programs.items():
+    outcome = run_program(source, limits)
+    seen[name] = [outcome.status, outcome.reason, outcome.isolation, outcome.stdout.strip()]
+print(json.dumps(seen))
+"""
 
-def check_run_button(app: Path, env: dict[str, str]) -> None:
-    """The sandbox of the Run button, driven inside the frozen app through its own flags."""
-    code = (
-        "from kodcu.sandbox import run_program\n"
-        f"outcome = run_program({RUN_BUTTON_PROGRAM!r})\n"
-        "print(outcome.status, outcome.stdout.strip(), outcome.reason)\n"
-    )
-    with tempfile.TemporaryDirectory() as folder:
-        program = Path(folder) / "program.py"
-        program.write_text(code, encoding="utf-8")
+
+def check_run_button(app: Path, env: dict[str, str], home: Path) -> None:
+    """The Run button's sandbox, driven inside the frozen app through its own flags: an
+    ordinary program passes; an endless loop, a memory bomb, a write to the home directory
+    and a connect to 127.0.0.1 each end with their reason (the last two: where the OS
+    isolates, else the run says that it is not isolated)."""
+    import json
+    import socket
+
+    home_file = home / "written-by-run.txt"
+    with tempfile.TemporaryDirectory() as folder, socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        server.settimeout(0.2)
+        port = server.getsockname()[1]
+        code = HOSTILE_RUNS.format(ordinary=RUN_BUTTON_PROGRAM, home_file=str(home_file), port=port)
+        Path(folder, "program.py").write_text(code, encoding="utf-8")
         command = [str(app), "--sandbox-child", "run", folder, "main"]
-        done = subprocess.run(command, env=env, timeout=120, cwd=folder, **TEXT)
-    if done.returncode != 0 or not done.stdout.startswith("passed 2"):
-        raise SystemExit(f"the Run button's sandbox failed:\n{done.stdout}\n{done.stderr[-3000:]}")
-    print(f"run button: {done.stdout.strip()}")
+        done = subprocess.run(command, env=env, timeout=300, cwd=folder, **TEXT)
+        try:
+            server.accept()
+            reached = True
+        except TimeoutError:
+            reached = False
+    try:
+        seen = json.loads(done.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        raise SystemExit(
+            f"the Run button's sandbox failed:\n{done.stdout}\n{done.stderr[-3000:]}"
+        ) from None
+    problems = run_button_problems(seen, home_file.exists(), reached)
+    home_file.unlink(missing_ok=True)
+    for name, (status, reason, isolation, _) in seen.items():
+        print(f"run button, {name}: {status} {reason} {isolation}".rstrip())
+    if problems:
+        raise SystemExit("the Run button's sandbox failed:\n" + "\n".join(problems))
+
+
+def run_button_problems(seen: dict, home_written: bool, reached: bool) -> list[str]:
+    problems = []
+    if seen["ordinary"][0] != "passed" or seen["ordinary"][3] != "2":
+        problems.append(f"an ordinary program did not pass: {seen['ordinary']}")
+    if seen["endless loop"][0] != "timeout":
+        problems.append(
+            f"an endless loop was not stopped by its time limit: {seen['endless loop']}"
+        )
+    if seen["memory bomb"][0] != "memory":
+        problems.append(f"a memory bomb was not stopped by its memory limit: {seen['memory bomb']}")
+    for name, escaped, what in (
+        ("home write", home_written, "files"),
+        ("connect", reached, "network"),
+    ):
+        status, _, isolation, _ = seen[name]
+        said = "not isolated" in isolation and what in isolation
+        if (escaped or status == "passed") and not said:
+            problems.append(f"{name} got through and the run did not say so: {seen[name]}")
+        if sys.platform.startswith("linux") and not said and status != "failed":
+            problems.append(f"{name} should have failed on Linux: {seen[name]}")
+    return problems
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -160,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
         home = Path(folder)
         env = fresh_environment(home)
         check_smoke(app, env, home)
-        check_run_button(app, env)
+        check_run_button(app, env, home)
         if os.name == "posix":
             check_window(app, env)
         else:

@@ -241,12 +241,68 @@ def test_file_size_limit_stops_a_huge_file_and_the_directory_is_removed():
     assert not Path(directory).exists()
 
 
-def test_writes_outside_the_run_directory_are_not_prevented(tmp_path: Path):
-    # Not a security sandbox: the program runs as this user and reaches the user's files.
+def landlock_abi() -> int:
+    """The kernel's Landlock version, or -1: what decides whether writes can be confined."""
+    import ctypes
+
+    if not sys.platform.startswith("linux"):
+        return -1
+    libc = ctypes.CDLL(None, use_errno=True)
+    return libc.syscall(ctypes.c_long(444), None, ctypes.c_long(0), ctypes.c_long(1))
+
+
+def user_namespaces() -> bool:
+    """Whether this user may create user and network namespaces (what cuts the network)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    probe = "import ctypes, sys; sys.exit(ctypes.CDLL(None).unshare(0x50000000) != 0)"
+    return subprocess.run([sys.executable, "-c", probe]).returncode == 0
+
+
+def test_writes_outside_the_run_directory_fail_where_the_os_allows_it(tmp_path: Path):
+    # The user's files and the system temp directory, as a model's answer might try.
     target = tmp_path / "written-by-the-program.txt"
-    outcome = run_program(f"open({str(target)!r}, 'w').write('here')\n", QUICK)
-    assert outcome.status == "passed"
+    program = f"open({str(target)!r}, 'a').write('here')\nopen('inside.txt', 'w').write('ok')\n"
+    outcome = run_program(program, QUICK)
+    if landlock_abi() >= 1:
+        assert outcome.status == "failed", outcome
+        assert outcome.reason.startswith("PermissionError"), outcome.reason
+        assert not target.exists()
+        assert "files" not in outcome.isolation
+    else:  # not confined: the outcome says so every time
+        assert outcome.status == "passed"
+        assert "not isolated" in outcome.isolation and "files" in outcome.isolation
+    # Writing in its own directory is what a program may do, confined or not.
+    inside = run_program("open('inside.txt', 'w').write('ok')\nprint(open('inside.txt').read())")
+    assert (inside.status, inside.stdout) == ("passed", "ok\n"), inside
+
+
+def test_opting_out_of_isolation_lets_the_program_write_anywhere(tmp_path: Path):
+    target = tmp_path / "written-by-the-program.txt"
+    limits = Limits(wall_s=QUICK.wall_s, isolate=False)
+    outcome = run_program(f"open({str(target)!r}, 'w').write('here')\n", limits)
+    assert (outcome.status, outcome.isolation) == ("passed", "")
     assert target.read_text() == "here"
+
+
+def test_a_connect_to_loopback_fails_where_the_os_allows_it():
+    import socket
+
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        server.settimeout(0.5)
+        port = server.getsockname()[1]
+        program = f"import socket\nsocket.create_connection(('127.0.0.1', {port}), timeout=2)\n"
+        outcome = run_program(program, QUICK)
+        if user_namespaces() or landlock_abi() >= 4:
+            assert outcome.status == "failed", outcome
+            assert "Error" in outcome.reason and "network" not in outcome.isolation
+            with pytest.raises(TimeoutError):
+                server.accept()  # nothing reached the listener
+        else:
+            assert outcome.status == "passed"
+            assert "network" in outcome.isolation
 
 
 def test_sandbox_runs_in_parallel_in_submission_order():
@@ -271,3 +327,15 @@ def test_close_kills_running_programs_and_drops_waiting_ones():
         assert future.result().reason == "the sandbox was closed"
     assert waiting.cancelled()
     assert children() - before == set()
+
+
+def test_code_is_not_run_where_its_limits_cannot_be_enforced(monkeypatch, tmp_path: Path):
+    # macOS or Windows without psutil: no process table, so no memory or process limit.
+    monkeypatch.setattr(sys, "platform", "win32")
+    monkeypatch.setitem(sys.modules, "psutil", None)  # `import psutil` fails
+    target = tmp_path / "ran.txt"
+    outcome = run_program(f"open({str(target)!r}, 'w').write('ran')\n", QUICK)
+    assert outcome.status == "error"
+    assert outcome.reason.startswith("not run: the memory and process limits cannot be enforced")
+    assert "pip install psutil" in outcome.reason
+    assert not target.exists()

@@ -10,9 +10,11 @@
 
 THIS IS NOT A SECURITY SANDBOX. It stops accidents and runaway programs (endless loops,
 memory and fork bombs, floods of output, stray processes), not an attacker: the program
-runs as your user, can read and write every file you can (only its working directory is
-a fresh temporary one, removed afterwards), can use the network, and, run as root, could
-kill every process on the machine. Run untrusted code in a container or VM as well.
+runs as your user and can read every file you can. On Linux, where the kernel allows it,
+it has no network and can write only in its run directory (Limits.isolate,
+`kodcu.sandbox_child.isolation`); elsewhere it can write every file you can and use
+the network, and Outcome.isolation says so. Run as root, it could still kill every
+process on the machine. Run untrusted code in a container or VM as well.
 
 kodcu-eval tests completions with it and the desktop's Run button runs code blocks with
 it. Its parts: `outcome` (Limits, Outcome, STATUSES), `run` (one run, seen from the
@@ -21,6 +23,9 @@ the process bookkeeping both sides share).
 
 On Linux each run gets:
 - a fresh temporary directory: the program's cwd, HOME and TMPDIR; removed after the run;
+- isolation (Limits.isolate): a new user and network namespace, so no network at all,
+  and a Landlock ruleset that allows writes only beneath the run directory; set by the
+  runner on itself, inherited by all it starts, and reported per run where it fails;
 - a supervisor process (`python -I`, isolated mode) in a new session (its own process
   group), which becomes a child subreaper and forks the runner that executes the program,
   so a program that kills its parent kills the supervisor, not the evaluator, and a
@@ -55,6 +60,7 @@ is then found only by the marker. Job objects would be the tool to bound a tree 
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 import threading
 import time
@@ -132,10 +138,32 @@ class Sandbox:
         self.close()
 
 
+def unenforceable_limits() -> str:
+    """Why this machine cannot enforce the limits, or "" when it can.
+
+    Linux reads the process table in /proc; elsewhere the watcher, the memory and process
+    limits and the kill of the process tree need psutil (a dependency of the app, so this
+    fails only in an installation that lacks it). Code is never run without its limits.
+    """
+    if sys.platform.startswith("linux"):
+        return ""
+    try:
+        import psutil  # noqa: F401
+    except ImportError:
+        return (
+            "the memory and process limits cannot be enforced on this system without "
+            "psutil; install it (pip install psutil) to run code"
+        )
+    return ""
+
+
 def _execute(
     source: str, limits: Limits, stdin: str, as_main: bool, sandbox: Sandbox | None
 ) -> Outcome:
     start = time.monotonic()
+    problem = unenforceable_limits()
+    if problem:
+        return _error(f"not run: {problem}", start)
     try:
         run_dir = tempfile.mkdtemp(prefix="kodcu-eval-")
     except OSError as error:

@@ -33,6 +33,10 @@ class Limits:
     """Largest file the program may write (RLIMIT_FSIZE): a write beyond fails."""
     output_bytes: int = 1 << 20
     """stdout and stderr together; more ends the run as output_limit."""
+    isolate: bool = True
+    """Cut the program off the network and let it write only in its own directory, where
+    the OS allows (Linux: namespaces and Landlock, kodcu/sandbox_child/isolation.py);
+    Outcome.isolation says what did not hold."""
 
 
 @dataclass
@@ -54,6 +58,9 @@ class Outcome:
     """Its error output, likewise."""
     duration_s: float
     """Wall-clock seconds the run took."""
+    isolation: str = ""
+    """What was not isolated, for people ("" when the program had no network and could
+    write only in its directory): "not isolated: network (...)", or the OS's reason."""
 
     @property
     def passed(self) -> bool:

@@ -31,6 +31,10 @@ from kodcu.sandbox_child.processes import WATCHER, descendants, kill_marked, kil
 MARKER = "KODCU_SANDBOX_RUN"
 """The environment variable that marks every process of a run."""
 POSIX = os.name == "posix"
+NOT_ISOLATED_HERE = (
+    "not isolated: on this OS the program can use the network and write files outside "
+    "its directory (isolation is implemented for Linux)"
+)
 
 
 def supervisor_command(run_dir: str, limits: str) -> list[str]:
@@ -152,7 +156,20 @@ class Run:
             status = "failed"
             reason = f"left {exit_record['leftovers']} process(es) running at its end (killed)"
         exception = record.get("exception") if record.get("state") != "completed" else None
-        return Outcome(status, reason, exception, code, stdout, stderr, duration)
+        isolation = self._isolation()
+        return Outcome(status, reason, exception, code, stdout, stderr, duration, isolation)
+
+    def _isolation(self) -> str:
+        """What did not hold of Limits.isolate, in words; "" when all did (or none was asked)."""
+        if not self.limits.isolate:
+            return ""
+        if not sys.platform.startswith("linux"):
+            return NOT_ISOLATED_HERE
+        report = _read_json(Path(self.run_dir, child.ISOLATION))
+        if report is None:  # the runner did not get that far (then the status says why)
+            return "not isolated: the program did not start"
+        missing = report.get("missing") or []
+        return "not isolated: " + "; ".join(missing) if missing else ""
 
 
 def _status(

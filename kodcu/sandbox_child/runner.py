@@ -23,7 +23,7 @@ import sys
 import traceback
 import types
 
-from . import PROGRAM, RESULT, WORK
+from . import ISOLATION, PROGRAM, RESULT, WORK
 from .processes import LINUX
 
 
@@ -39,6 +39,12 @@ def run_forked(run_dir: str, limits: dict) -> None:
             signal.signal(signal.SIGALRM, signal.SIG_DFL)
         os.chdir(os.path.join(run_dir, WORK))
         set_limits(limits)
+        if limits.get("isolate") and LINUX:
+            from .isolation import isolate
+
+            report = isolate(run_dir)
+            with open(os.path.join(run_dir, ISOLATION), "w", encoding="utf-8") as file:
+                json.dump(report, file)
     except BaseException as error:
         record("error", None, f"cannot start the program: {type(error).__name__}: {error}")
         os._exit(1)
