@@ -237,6 +237,27 @@ def _base_model(settings: Settings) -> tuple[Any, Any]:
     return model, dtype
 
 
+def _baseline_setup(settings: Settings, work: Path) -> tuple[Any, list, Meter]:
+    """A baseline's tokenizer (Kodcu's, with its chat template), training rows and meter."""
+    from trainer.train import load_tokenizer
+
+    tokenizer = load_tokenizer(load_config(settings, work, packing=False, labelled_loss=False))
+    train = encoded_rows(settings, tokenizer, 0, settings.rows)
+    return tokenizer, train, Meter(tokenizer.pad_token_id, heldout_rows(settings, tokenizer))
+
+
+def _lora_config() -> Any:
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=LORA["r"],
+        lora_alpha=LORA["alpha"],
+        lora_dropout=LORA["dropout"],
+        target_modules="all-linear",
+        task_type="CAUSAL_LM",
+    )
+
+
 def _common_arguments(settings: Settings, work: Path, dtype: Any) -> dict[str, Any]:
     import torch
 
@@ -263,25 +284,14 @@ def _common_arguments(settings: Settings, work: Path, dtype: Any) -> dict[str, A
 
 def run_hf(settings: Settings, work: Path) -> dict:
     """Plain transformers + PEFT: rows padded to the batch's longest, padding unlabelled."""
-    from peft import LoraConfig, get_peft_model
+    from peft import get_peft_model
     from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments
 
-    from trainer.train import load_tokenizer
-
-    config = load_config(settings, work, packing=False, labelled_loss=False)
-    tokenizer = load_tokenizer(config)
-    train = encoded_rows(settings, tokenizer, 0, settings.rows)
+    tokenizer, train, meter = _baseline_setup(settings, work)
     dataset = [{"input_ids": ids, "labels": labels} for ids, labels in train]
-    meter = Meter(tokenizer.pad_token_id, heldout_rows(settings, tokenizer))
     model, dtype = _base_model(settings)
-    lora = LoraConfig(
-        r=LORA["r"],
-        lora_alpha=LORA["alpha"],
-        lora_dropout=LORA["dropout"],
-        target_modules="all-linear",
-    )
     trainer = Trainer(
-        model=get_peft_model(model, lora),
+        model=get_peft_model(model, _lora_config()),
         args=TrainingArguments(**_common_arguments(settings, work, dtype)),
         train_dataset=dataset,
         data_collator=DataCollatorForSeq2Seq(tokenizer, padding="longest"),
@@ -294,28 +304,15 @@ def run_hf(settings: Settings, work: Path) -> dict:
 def run_trl(settings: Settings, work: Path, liger: bool) -> dict:
     """TRL's SFTTrainer: packed (BFD), padding-free, completion-only loss."""
     from datasets import Dataset
-    from peft import LoraConfig
     from trl import SFTConfig, SFTTrainer
 
-    from trainer.train import load_tokenizer
-
-    config = load_config(settings, work, packing=True, labelled_loss=False)
-    tokenizer = load_tokenizer(config)
-    train = encoded_rows(settings, tokenizer, 0, settings.rows)
+    tokenizer, train, meter = _baseline_setup(settings, work)
     # Already tokenized: TRL keeps the ids and builds labels from completion_mask.
     completion = [[int(label != -100) for label in labels] for _, labels in train]
     dataset = Dataset.from_dict(
         {"input_ids": [ids for ids, _ in train], "completion_mask": completion}
     )
-    meter = Meter(tokenizer.pad_token_id, heldout_rows(settings, tokenizer))
     model, dtype = _base_model(settings)
-    lora = LoraConfig(
-        r=LORA["r"],
-        lora_alpha=LORA["alpha"],
-        lora_dropout=LORA["dropout"],
-        target_modules="all-linear",
-        task_type="CAUSAL_LM",
-    )
     arguments = SFTConfig(
         **_common_arguments(settings, work, dtype),
         max_length=settings.seq,
@@ -329,7 +326,7 @@ def run_trl(settings: Settings, work: Path, liger: bool) -> dict:
         args=arguments,
         train_dataset=dataset,
         processing_class=tokenizer,
-        peft_config=lora,
+        peft_config=_lora_config(),
         callbacks=[meter.callback],
     )
     trainer.train()
