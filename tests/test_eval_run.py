@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -13,8 +14,8 @@ from desktop.engine import Engine
 from evaluation.extract import cut_at_stops, extract_code
 from evaluation.models import EndpointModel, GGUFModel, ModelError, open_model
 from evaluation.problems import ProblemError, load_problems
-from evaluation.run import RunConfig, evaluate
-from kodcu.sandbox import Sandbox
+from evaluation.run import RunConfig, evaluate, record
+from kodcu.sandbox import Outcome, Sandbox
 
 MBPP = Path(__file__).resolve().parents[2] / "shared" / "data" / "mbpp" / "mbpp.jsonl"
 needs_mbpp = pytest.mark.skipif(not MBPP.is_file(), reason="the MBPP data file is absent")
@@ -107,6 +108,10 @@ def test_the_command_evaluates_the_default_model_and_writes_its_run(
         s["status"] and s["reason"] is not None for v in results["problems"].values() for s in v
     )
     assert "| pass@1 |" in (out / "report.md").read_text()
+    # The sandbox says what it could not isolate; on a kernel that isolates, nothing.
+    assert all(note.startswith("not isolated") for note in results["isolation"])
+    for note in results["isolation"]:
+        assert f"sandbox: {note}" in done.stdout and note in (out / "report.md").read_text()
 
     second = tmp_path / "second"
     (second).mkdir()
@@ -173,3 +178,20 @@ def test_bad_arguments_exit_2_with_one_line(tmp_path: Path) -> None:
     done = subprocess.run(command, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert done.stderr.startswith("kodcu-eval: error: --samples above 1 needs --temperature")
+
+
+def test_what_the_sandbox_could_not_isolate_is_in_the_run_and_its_report(tmp_path: Path) -> None:
+    note = "not isolated: network (user namespaces refused: Operation not permitted)"
+    outcomes = {
+        "HumanEval/0": [Outcome("passed", "", None, 0, "", "", 0.1, note)],
+        "HumanEval/1": [Outcome("failed", "AssertionError", "AssertionError", 1, "", "", 0.1)],
+    }
+    results = {
+        "model": "m",
+        "scored": {"samples_file": "samples.jsonl", "sha256": "0"},
+        "config": asdict(RunConfig()),
+        "timings": {"wall_s": 1.0, "generation_s": 0.0},
+    }
+    results = record(tmp_path, results, outcomes, [1])
+    assert results["isolation"] == [note]
+    assert f"Sandbox: {note}." in (tmp_path / "report.md").read_text()
