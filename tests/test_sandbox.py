@@ -297,9 +297,13 @@ def test_a_connect_to_loopback_fails_where_the_os_allows_it():
         outcome = run_program(program, QUICK)
         if user_namespaces() or landlock_abi() >= 4:
             assert outcome.status == "failed", outcome
-            assert "Error" in outcome.reason and "network" not in outcome.isolation
+            assert "Error" in outcome.reason
             with pytest.raises(TimeoutError):
                 server.accept()  # nothing reached the listener
+            if user_namespaces():  # no network at all
+                assert "network" not in outcome.isolation
+            else:  # Landlock blocks TCP only, and the outcome says so
+                assert "UDP" in outcome.isolation
         else:
             assert outcome.status == "passed"
             assert "network" in outcome.isolation
@@ -339,3 +343,41 @@ def test_code_is_not_run_where_its_limits_cannot_be_enforced(monkeypatch, tmp_pa
     assert outcome.reason.startswith("not run: the memory and process limits cannot be enforced")
     assert "pip install psutil" in outcome.reason
     assert not target.exists()
+
+
+@pytest.mark.skipif(landlock_abi() < 4, reason="needs Landlock's TCP rules (Linux 6.7+)")
+def test_without_namespaces_landlock_still_blocks_tcp_and_says_udp_is_open(tmp_path: Path):
+    import socket
+
+    # A kernel that refuses user namespaces, simulated in a throwaway process of its own.
+    probe = f"""
+import json, socket, sys
+sys.path.insert(0, {CHILD_DIR!r})
+from sandbox_child import isolation
+isolation._network_namespace = lambda libc: "refused for the test"
+report = isolation.isolate({str(tmp_path)!r})
+try:
+    socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=2)
+    report["connect"] = "connected"
+except OSError as error:
+    report["connect"] = type(error).__name__
+try:
+    open({str(tmp_path.parent / "outside.txt")!r}, "w")
+    report["outside"] = "written"
+except OSError as error:
+    report["outside"] = type(error).__name__
+print(json.dumps(report))
+"""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        server.settimeout(0.5)
+        port = str(server.getsockname()[1])
+        done = subprocess.run([sys.executable, "-c", probe, port], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        with pytest.raises(TimeoutError):
+            server.accept()
+    report = json.loads(done.stdout)
+    assert report["network"] == "landlock-tcp" and report["files"] == "landlock"
+    assert report["missing"] == ["network: UDP and other non-TCP sockets (refused for the test)"]
+    assert (report["connect"], report["outside"]) == ("PermissionError", "PermissionError")

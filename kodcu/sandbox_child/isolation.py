@@ -54,6 +54,7 @@ def isolate(run_dir: str) -> dict:
         report["network"] = "namespace"
     elif abi >= 4:
         report["network"] = "landlock-tcp"  # set with the filesystem rules below
+        report["missing"].append(f"network: UDP and other non-TCP sockets ({problem})")
     else:
         report["missing"].append(f"network ({problem})")
     if abi < 1:
