@@ -14,8 +14,10 @@
 # (benchmarks/train.py) in one call, 5 to 8 minutes on an H100/H200; the table goes to
 # stdout and OUT_DIR/CASE.json.
 #
-# A GPU machine without network needs trl (and liger-kernel for the trl-liger side)
-# as wheels: `pip download --no-deps trl==1.16.0 liger-kernel==0.8.5` beside it.
+# A GPU machine without network needs what its image lacks as wheels, installed with
+# `pip install --no-index --no-deps`: trl==1.16.0 and datasets with its dill and
+# multiprocess (the baselines), liger-kernel==0.8.5 (the trl-liger side). transformers,
+# peft, accelerate, torch and pyyaml are expected there.
 set -euo pipefail
 case_name=$1 tokenizer=$2 data=$3 out=${4:-.}
 here=$(cd "$(dirname "$0")" && pwd)
