@@ -59,8 +59,6 @@ def isolate(run_dir: str) -> dict:
         report["missing"].append(f"network ({problem})")
     if abi < 1:
         report["missing"].append("files (this kernel has no Landlock)")
-        if report["network"] == "landlock-tcp":  # cannot happen, but never claim it
-            report["network"] = None
         return report
     problem = _landlock(libc, abi, run_dir, tcp=report["network"] == "landlock-tcp")
     if problem is None:
