@@ -239,13 +239,13 @@ class HFModel:
         sampling: dict[str, Any] = {"do_sample": temperature > 0}
         if temperature > 0:
             sampling["temperature"] = temperature
+        if stops:
+            sampling["stopping_criteria"] = [NewTextStops(self.tokenizer, width, stops)]
         with torch.no_grad():
             out = self.model.generate(
                 input_ids=inputs.to(self.device),
                 attention_mask=mask.to(self.device),
                 max_new_tokens=max_tokens,
-                stop_strings=stops or None,
-                tokenizer=self.tokenizer,
                 pad_token_id=pad,
                 **sampling,
             )  # (B, T + new tokens); a row that ended early is padded
@@ -288,6 +288,27 @@ class HFModel:
 
     def close(self) -> None:
         del self.model
+
+
+class NewTextStops:
+    """A transformers stopping criterion: a row ends once its new text holds a stop string.
+
+    transformers' own `stop_strings` look at the prompt too: an MBPP prompt ends in a
+    newline, so a completion starting `def ` ended at once on the stop `\\ndef `. Only the
+    tokens after the prompt's `width` count here, as in the GGUF path.
+    """
+
+    def __init__(self, tokenizer: Any, width: int, stops: list[str]) -> None:
+        self.tokenizer = tokenizer
+        self.width = width
+        self.stops = stops
+
+    def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+        import torch
+
+        texts = self.tokenizer.batch_decode(input_ids[:, self.width :], skip_special_tokens=True)
+        ended = [any(stop in text for stop in self.stops) for text in texts]
+        return torch.tensor(ended, dtype=torch.bool, device=input_ids.device)  # (B,)
 
 
 class EndpointModel:

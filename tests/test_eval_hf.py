@@ -73,6 +73,20 @@ def test_a_model_folder_completes_as_transformers_does(folders: tuple[Path, Path
     assert text == cut_at_stops(expected, prompt.stops)
 
 
+def test_a_stop_string_only_counts_in_the_new_text(folders: tuple[Path, Path]) -> None:
+    # An MBPP prompt ends in a newline and its completion starts with `def `: the stop
+    # `\ndef ` spans the prompt's end, and must not end the completion there.
+    base, _ = folders
+    model = open_model(str(base))
+    prompt = "def add(a, b):\n"
+    [(_, free)] = model.generate([Prompt("free", text=prompt)], max_tokens=24, temperature=0.0)
+    spanning = prompt[-1] + free[:2]
+    assert len(free) > 2 and not free.startswith(spanning)
+    stopped = Prompt("stopped", text=prompt, stops=[spanning])
+    [(_, text)] = model.generate([stopped], max_tokens=24, temperature=0.0)
+    assert text == cut_at_stops(free, [spanning]) and len(text) > 2, (free, text)
+
+
 def test_slots_decode_together_what_one_slot_decodes_alone(folders: tuple[Path, Path]) -> None:
     _, adapter = folders
     chats = [[{"role": "user", "content": p.instruction}] for p in PROBLEMS]
