@@ -68,7 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--lora-gguf", action="store_true", help="also write the adapter as a LoRA GGUF"
     )
     parser.add_argument(
-        "--verify", action="store_true", help="compare each GGUF's logits with the HF model"
+        "--verify",
+        action="store_true",
+        help="compare each GGUF's logits with the original: the HF model, or an adapter's "
+        "base with the adapter unmerged, in float32",
     )
     parser.add_argument(
         "--keep-merged", action="store_true", help="keep the merged HF folder in --out"
@@ -138,10 +141,16 @@ def output_paths(out: Path, name: str, outtype: str, quants: list[str], lora: bo
     return paths + ([out / f"{name}-lora-F16.gguf"] if lora else [])
 
 
-def run_verification(verify_gguf: Callable, hf_dir: Path, ggufs: list[Path]) -> list[dict]:
-    """The verification rows, also when some file failed (its error carries every row)."""
+def run_verification(verify_gguf: Callable, plan: Plan, ggufs: list[Path]) -> list[dict]:
+    """The verification rows, also when some file failed (its error carries every row).
+
+    The reference is the original: an adapter's base with the adapter unmerged, in float32,
+    so an error of the merge shows up as well as one of the conversion.
+    """
+    model_dir = plan.base_dir or plan.source.path
+    adapter_dir = plan.source.path if plan.base_dir else None
     try:
-        return verify_gguf(hf_dir, ggufs)
+        return verify_gguf(model_dir, ggufs, adapter_dir=adapter_dir)
     except Exception as error:  # the module's own error type; it is imported lazily
         rows = getattr(error, "results", None)
         if not rows:
@@ -278,7 +287,7 @@ def convert(args: argparse.Namespace) -> int:
             ggufs = [out / entry["file"] for entry in files if entry["type"] != "LoRA F16"]
             with step(f"[{next(number)}/{total}] verify {len(ggufs)} GGUF(s)"):
                 start = time.perf_counter()
-                report["verification"] = run_verification(verify_gguf, hf_dir, ggufs)
+                report["verification"] = run_verification(verify_gguf, plan, ggufs)
                 seconds["verify"] = round(time.perf_counter() - start, 2)
             rows = report["verification"]
             failed = [Path(str(row.get("file"))).name for row in rows if not row.get("passed")]

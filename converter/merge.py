@@ -204,8 +204,8 @@ def _first_reason(error: Exception) -> str:
     return reason if len(reason) <= 300 else reason[:300] + "..."
 
 
-def _load_adapter(base_model: Any, adapter_dir: Path, base: str) -> Any:
-    """The base with the adapter applied; a clear error when the two do not fit."""
+def load_adapter(base_model: Any, adapter_dir: Path, base: str) -> Any:
+    """The base with the adapter applied, unmerged; a clear error when the two do not fit."""
     from peft import PeftConfig, PeftModel
 
     config = PeftConfig.from_pretrained(adapter_dir)
@@ -253,7 +253,7 @@ def merge_adapter(adapter_dir: Path, out_dir: Path, dtype: str = "float16") -> P
         base_model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=getattr(torch, dtype))
     except (OSError, ValueError, KeyError) as error:
         raise ConvertError(f"base model {base}: cannot load it ({error})") from None
-    merged = _load_adapter(base_model, adapter_dir, base).merge_and_unload()
+    merged = load_adapter(base_model, adapter_dir, base).merge_and_unload()
     out_dir.mkdir(parents=True, exist_ok=True)
     merged.save_pretrained(out_dir)
     _copy_tokenizer(adapter_dir, base_dir, out_dir)

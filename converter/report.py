@@ -106,7 +106,9 @@ def render_markdown(report: dict) -> str:
     if verification:
         lines += [
             "",
-            "## Verification (logits of each GGUF against the Hugging Face model)",
+            "## Verification (logits of each GGUF against the original)",
+            "",
+            f"Reference: {verification[0].get('reference', 'the Hugging Face model')}.",
             "",
             "| file | NMSE | KL | top-1 | tokens | threshold | passed |",
             "| --- | ---: | ---: | ---: | ---: | --- | --- |",

@@ -1,11 +1,14 @@
-"""Check GGUF files against the Hugging Face model they came from, on held-out text.
+"""Check GGUF files against the original model they came from, on held-out text.
 
     from converter.verify import verify_gguf
-    results = verify_gguf(Path("merged-hf"), [Path("out/m-F16.gguf"), Path("out/m-Q4_K_M.gguf")])
+    results = verify_gguf(Path("base-hf"), [Path("out/m-F16.gguf")], adapter_dir=Path("runs/a"))
     # [{"file": ..., "type": "F16", "nmse": 3e-07, "kl": 1e-06, "top1": 1.0, ...}, ...]
 
-The HF model runs in float32 and each GGUF through llama.cpp (llama-cpp-python) on the same
-token ids; their logits at every position are compared:
+The original is the Hugging Face model, or for an adapter its base with the PEFT adapter
+applied unmerged, in float32: never the converter's own merged copy, so an error of the
+merge shows up as well as one of the conversion. It runs in float32 and each GGUF through
+llama.cpp (llama-cpp-python) on the same token ids; their logits at every position are
+compared:
 
 - NMSE: sum((hf - gguf)^2) / sum(hf^2) over all logits,
 - KL: the mean over positions of KL(p_hf || p_gguf),
@@ -154,19 +157,33 @@ def judge(figures: dict[str, float], threshold: Threshold) -> list[str]:
     return failures
 
 
-class HFLogits:
-    """The float32 HF model and its tokenizer, with logits cached per token sequence."""
+def reference_name(model_dir: Path, adapter_dir: Path | None) -> str:
+    """What the GGUFs are compared with, in words (report.md, results)."""
+    if adapter_dir is None:
+        return f"{Path(model_dir).name} (float32)"
+    return f"{Path(model_dir).name} + adapter {Path(adapter_dir).name}, unmerged (float32)"
 
-    def __init__(self, model_dir: Path) -> None:
+
+class HFLogits:
+    """The float32 original and its tokenizer, with logits cached per token sequence."""
+
+    def __init__(self, model_dir: Path, adapter_dir: Path | None = None) -> None:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        self.model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
-        self.model.eval()
+        model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+        if adapter_dir is not None:
+            from converter.merge import load_adapter
+
+            model = load_adapter(model, adapter_dir, str(model_dir))  # LoRA on its own path
+        self.model = model.eval()
+        # The adapter folder holds the tokenizer it was trained with, when it has one.
+        has_own = adapter_dir is not None and (Path(adapter_dir) / "tokenizer_config.json").is_file()
+        tokenizer_dir = adapter_dir if has_own else model_dir
         try:
-            self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
+            self.tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
         except (OSError, ValueError) as exc:  # a weights-only folder: the ids still compare
-            log.warning("%s: no tokenizer to cross-check ids (%s)", model_dir, exc)
+            log.warning("%s: no tokenizer to cross-check ids (%s)", tokenizer_dir, exc)
             self.tokenizer = None
         self.cache: dict[tuple[int, ...], np.ndarray] = {}
 
@@ -248,8 +265,10 @@ def verify_gguf(
     max_tokens: int = 512,
     judge_as: str | None = None,
     threads: int | None = None,
+    adapter_dir: Path | None = None,
 ) -> list[dict]:
-    """Figures and verdict for each GGUF in `gguf_paths` against the HF model in `hf_model_dir`.
+    """Figures and verdict for each GGUF in `gguf_paths` against the HF model in `hf_model_dir`,
+    with the PEFT adapter in `adapter_dir` applied over it (unmerged) when given.
 
     `text` defaults to DEFAULT_TEXT; at most `max_tokens` of it are used. `judge_as` judges
     every file by one type's thresholds instead of its own (e.g. "F16" for a strict check).
@@ -261,7 +280,8 @@ def verify_gguf(
     missing = [str(path) for path in gguf_paths if not path.is_file()]
     if missing:
         raise VerificationError(f"GGUF file(s) not found: {', '.join(missing)}", [])
-    hf = HFLogits(Path(hf_model_dir))
+    hf = HFLogits(Path(hf_model_dir), adapter_dir)
+    reference = reference_name(hf_model_dir, adapter_dir)
     results = []
     try:
         for path in gguf_paths:
@@ -274,6 +294,7 @@ def verify_gguf(
             else:
                 failures = judge(result, threshold)
                 result["threshold"] = {"type": kind, **vars(threshold)}
+            result["reference"] = reference
             result["passed"] = not failures
             result["failures"] = failures
             log.info(
@@ -294,7 +315,7 @@ def verify_gguf(
     if failed:
         lines = [f"{r['file']} ({r['type']}): {'; '.join(r['failures'])}" for r in failed]
         raise VerificationError(
-            "GGUF verification failed against the Hugging Face model:\n  " + "\n  ".join(lines),
+            f"GGUF verification failed against {reference}:\n  " + "\n  ".join(lines),
             results,
         )
     return results

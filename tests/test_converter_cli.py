@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -92,6 +93,29 @@ def test_model_source_with_verification(
     assert Path(row["file"]).name == "base-F16.gguf" and row["passed"] is True
     assert "## Verification" in (out / "report.md").read_text()
     assert "removed 1 partial file(s) or folder(s)" in capsys.readouterr().err
+
+
+def test_adapter_verification_compares_with_the_unmerged_original(
+    tmp_path: Path, adapter: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "dist"
+    assert main([str(adapter), "--out", str(out), "--quant", "none", "--verify"]) == 0
+    [row] = json.loads((out / "report.json").read_text())["verification"]
+    reference = "base + adapter my-adapter, unmerged (float32)"
+    assert row["passed"] is True and row["reference"] == reference, row
+    assert f"Reference: {reference}." in (out / "report.md").read_text()
+
+    # A merge that loses the adapter writes the base's GGUF. Compared with the converter's
+    # own merged folder it would pass; compared with the original it fails, exit status 1.
+    def merge_losing_the_adapter(adapter_dir: Path, out_dir: Path, dtype: str) -> Path:
+        shutil.copytree(adapter.parent / "base", out_dir, dirs_exist_ok=True)
+        return out_dir
+
+    monkeypatch.setattr("converter.merge.merge_adapter", merge_losing_the_adapter)
+    broken = tmp_path / "broken"
+    assert main([str(adapter), "--out", str(broken), "--quant", "none", "--verify"]) == 1
+    [row] = json.loads((broken / "report.json").read_text())["verification"]
+    assert row["passed"] is False and row["top1"] < 0.97, row
 
 
 @pytest.mark.parametrize(
