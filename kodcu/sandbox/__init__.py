@@ -10,9 +10,9 @@
 
 THIS IS NOT A SECURITY SANDBOX. It stops accidents and runaway programs (endless loops,
 memory and fork bombs, floods of output, stray processes), not an attacker: the program
-runs as your user and can read every file you can. On Linux, where the kernel allows it,
-it has no network and can write only in its run directory (Limits.isolate,
-`kodcu.sandbox_child.isolation`); elsewhere it can write every file you can and use
+runs as your user and can read every file you can. On Linux (where the kernel allows it)
+and on macOS it has no network and can write only in its run directory (Limits.isolate,
+`kodcu.sandbox_child.isolation`); on Windows it can write every file you can and use
 the network, and Outcome.isolation says so. Run as root, it could still kill every
 process on the machine. Run untrusted code in a container or VM as well.
 
@@ -51,10 +51,13 @@ running; `sys.exit(0)` or `os._exit(0)` before the tests ran is a failure.
 
 On macOS the same runs, except that RLIMIT_AS is not enforced (the watcher's total memory
 limit is the memory limit there) and there is no subreaper: process listing, memory and
-the marker scan use psutil when it is installed. On Windows there is no resource module
-and no process groups: runs get the wall-clock limit and, with psutil, the watcher's
-process and memory limits and a kill of the process tree; a grandchild whose parent died
-is then found only by the marker. Job objects would be the tool to bound a tree there.
+the marker scan use psutil. Isolation is a Seatbelt profile (the mechanism behind
+sandbox-exec) that the runner applies to itself: no network, writes only beneath the run
+directory. On Windows there is no fork, no resource module and no process groups: the
+supervisor enters a Job Object (`kodcu.sandbox_child.jobs`) with the process and
+per-process memory limits and kill-on-close, then starts the runner inside it, so the
+whole tree ends with the supervisor; the wall-clock limit, psutil's watcher (total
+memory) and the kill of the process tree come on top. Nothing is isolated on Windows.
 """
 
 from __future__ import annotations

@@ -35,7 +35,8 @@ class Limits:
     """stdout and stderr together; more ends the run as output_limit."""
     isolate: bool = True
     """Cut the program off the network and let it write only in its own directory, where
-    the OS allows (Linux: namespaces and Landlock, kodcu/sandbox_child/isolation.py);
+    the OS allows (Linux: namespaces and Landlock; macOS: a Seatbelt profile;
+    kodcu/sandbox_child/isolation.py);
     Outcome.isolation says what did not hold."""
 
 

@@ -33,8 +33,10 @@ MARKER = "KODCU_SANDBOX_RUN"
 POSIX = os.name == "posix"
 NOT_ISOLATED_HERE = (
     "not isolated: on this OS the program can use the network and write files outside "
-    "its directory (isolation is implemented for Linux)"
+    "its directory (isolation is implemented for Linux and macOS)"
 )
+ISOLATING = sys.platform.startswith("linux") or sys.platform == "darwin"
+"""The runner isolates itself here (kodcu/sandbox_child/isolation.py)."""
 
 
 def supervisor_command(run_dir: str, limits: str) -> list[str]:
@@ -163,7 +165,7 @@ class Run:
         """What did not hold of Limits.isolate, in words; "" when all did (or none was asked)."""
         if not self.limits.isolate:
             return ""
-        if not sys.platform.startswith("linux"):
+        if not ISOLATING:
             return NOT_ISOLATED_HERE
         report = _read_json(Path(self.run_dir, child.ISOLATION))
         if report is None:  # the runner did not get that far (then the status says why)

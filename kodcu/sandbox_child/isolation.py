@@ -1,4 +1,4 @@
-"""Isolation of the runner on Linux: no network, and writes only inside the run directory.
+"""Isolation of the runner: no network, and writes only inside the run directory.
 THIS IS NOT A SECURITY SANDBOX (see `kodcu.sandbox`): it takes away the two things a
 wrong program most often harms (the user's files and the network), not every escape.
 
@@ -14,7 +14,8 @@ wrong program most often harms (the user's files and the network), not every esc
   not restricted.
 
 Both are set on the runner process itself and inherited by everything it starts. What
-could not be set is listed in `missing`, and the caller says so with the outcome.
+could not be set is listed in `missing`, and the caller says so with the outcome. On
+macOS a Seatbelt profile does the same (`seatbelt`); Windows has no such isolation here.
 Standard library only (ctypes), like the rest of this package.
 """
 
@@ -23,6 +24,7 @@ from __future__ import annotations
 import ctypes
 import os
 import struct
+import sys
 
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWNET = 0x40000000
@@ -46,6 +48,10 @@ ACCESS_NET_CONNECT_TCP = 1 << 1  # v4
 
 def isolate(run_dir: str) -> dict:
     """Isolate this process (single-threaded: a fresh fork) and report what holds."""
+    if sys.platform == "darwin":
+        from .seatbelt import isolate as isolate_macos
+
+        return isolate_macos(run_dir)
     libc = ctypes.CDLL(None, use_errno=True)
     report: dict = {"network": None, "files": None, "missing": []}
     abi = _syscall(libc, SYS_LANDLOCK_CREATE_RULESET, None, 0, LANDLOCK_CREATE_RULESET_VERSION)

@@ -39,7 +39,7 @@ def run_forked(run_dir: str, limits: dict) -> None:
             signal.signal(signal.SIGALRM, signal.SIG_DFL)
         os.chdir(os.path.join(run_dir, WORK))
         set_limits(limits)
-        if limits.get("isolate") and LINUX:
+        if limits.get("isolate") and (LINUX or sys.platform == "darwin"):
             from .isolation import isolate
 
             report = isolate(run_dir)

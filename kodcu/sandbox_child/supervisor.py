@@ -8,7 +8,8 @@ below it even after a double fork and `setsid`; forks the runner (`runner.run_fo
 which sets the resource limits on itself; waits for it; kills whatever it left behind;
 and writes `exit.json` (the runner's exit code). The program's parent is the supervisor,
 never the caller, so a program that kills its parent kills only the supervisor. Where
-there is no fork (Windows) it starts the runner as a Python of its own.
+there is no fork (Windows) it enters a Job Object with the run's limits and starts the
+runner as a Python of its own, inside it.
 """
 
 from __future__ import annotations
@@ -56,9 +57,15 @@ def supervise(run_dir: str, limits: dict) -> None:
 
 
 def _run_apart(run_dir: str, limits: dict) -> dict:
-    """Where there is no fork (Windows): the runner as a Python of its own, without limits."""
+    """Where there is no fork (Windows): the runner as a Python of its own, inside the Job
+    Object that this process has just entered with the run's limits (jobs.py)."""
     import subprocess
 
+    from .jobs import contain
+
+    problem = contain(limits)
+    if problem:  # never run the program without its limits
+        return {"error": f"not run: the limits cannot be enforced ({problem})"}
     mode = "main" if limits["as_main"] else "module"
     try:
         runner = subprocess.Popen(runner_command(run_dir, mode), cwd=os.path.join(run_dir, WORK))
