@@ -266,7 +266,9 @@ def convert(args: argparse.Namespace) -> int:
         checks: list[dict] = []
         timed(
             f"[{next(number)}/{total}] convert to GGUF {kind}", files, kind, main_path,
-            lambda: checks.extend(export_checked(hf_dir, main_path, args.outtype, args.verbose)),
+            lambda: checks.extend(
+                export_checked(hf_dir, main_path, args.outtype, args.verbose, plan.name)
+            ),
         )  # fmt: skip
         for check in checks:
             if not check["ok"]:

@@ -92,10 +92,17 @@ def _converter_failure(model_dir: Path, log: str) -> ConvertError:
     return ConvertError(f"{model_dir}: llama.cpp's converter failed: {last}")
 
 
-def run_converter(model_dir: Path, out_path: Path, outtype: str, verbose: bool = False) -> None:
-    """Run `python -m convert_hf_to_gguf` on `model_dir`; raise ConvertError if it fails."""
+def run_converter(
+    model_dir: Path, out_path: Path, outtype: str, verbose: bool = False, name: str | None = None
+) -> None:
+    """Run `python -m convert_hf_to_gguf` on `model_dir`; raise ConvertError if it fails.
+
+    `name` becomes general.name, the name apps show; without it the converter makes one
+    from the folder's name, which for a merged adapter is a temporary folder's.
+    """
     command = [sys.executable, "-m", "convert_hf_to_gguf", str(model_dir)]
     command += ["--outfile", str(out_path), "--outtype", outtype]
+    command += ["--model-name", name] if name else []
     if verbose:
         result = subprocess.run(command, stdout=sys.stderr, stderr=subprocess.PIPE, text=True)
         sys.stderr.write(result.stderr)
@@ -119,16 +126,21 @@ def export_gguf(model_dir: Path, out_path: Path, outtype: str = "f16") -> Path:
 
 
 def export_checked(
-    model_dir: Path, out_path: Path, outtype: str = "f16", verbose: bool = False
+    model_dir: Path,
+    out_path: Path,
+    outtype: str = "f16",
+    verbose: bool = False,
+    name: str | None = None,
 ) -> list[dict]:
-    """export_gguf, returning the checks (warnings included) for the report."""
+    """export_gguf, returning the checks (warnings included) for the report; `name` is the
+    model's name in the file (general.name)."""
     model_dir, out_path = Path(model_dir), Path(out_path)
     if outtype not in OUTTYPES:
         raise ConvertError(f"--outtype {outtype!r}: use one of {', '.join(OUTTYPES)}")
     model_architecture(model_dir)
     check_not_bitsandbytes(model_dir)
     with partial_output(out_path) as partial:
-        run_converter(model_dir, partial, outtype, verbose)
+        run_converter(model_dir, partial, outtype, verbose, name)
         checks = check_gguf(partial, model_dir)
         failed = [check for check in checks if not check["ok"] and check["error"]]
         if failed:

@@ -178,8 +178,8 @@ class HFLogits:
             model = load_adapter(model, adapter_dir, str(model_dir))  # LoRA on its own path
         self.model = model.eval()
         # The adapter folder holds the tokenizer it was trained with, when it has one.
-        has_own = adapter_dir is not None and (Path(adapter_dir) / "tokenizer_config.json").is_file()
-        tokenizer_dir = adapter_dir if has_own else model_dir
+        own = adapter_dir is not None and (Path(adapter_dir) / "tokenizer_config.json").is_file()
+        tokenizer_dir = adapter_dir if own else model_dir
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
         except (OSError, ValueError) as exc:  # a weights-only folder: the ids still compare

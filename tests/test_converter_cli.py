@@ -104,6 +104,10 @@ def test_adapter_verification_compares_with_the_unmerged_original(
     reference = "base + adapter my-adapter, unmerged (float32)"
     assert row["passed"] is True and row["reference"] == reference, row
     assert f"Reference: {reference}." in (out / "report.md").read_text()
+    # The name apps show is the adapter's, not the temporary merge folder's.
+    f16 = Llama(model_path=str(out / "my-adapter-F16.gguf"), vocab_only=True, verbose=False)
+    assert f16.metadata["general.name"] == "my-adapter"
+    f16.close()
 
     # A merge that loses the adapter writes the base's GGUF. Compared with the converter's
     # own merged folder it would pass; compared with the original it fails, exit status 1.
