@@ -44,20 +44,29 @@ class Threshold:
 
 
 # Why these numbers. The limits are there to catch a broken file (a wrong tensor layout, rope
-# or tokenizer gives NMSE ~1 and top-1 near chance), not to grade a good one; each sits 3-10x
-# above what a correct file measures here.
+# or tokenizer gives NMSE ~1 and top-1 near chance), not to grade a good one; each sits about
+# 2-5x above what a correct file measures against its original.
+# - Measured against the original (`kodcu-convert ADAPTER --verify`: Gemma 3 270M's
+#   Hugging Face copy with the Kodcu Coder adapter applied unmerged, float32; 430 tokens
+#   of DEFAULT_TEXT), NMSE / KL / top-1:
+#     F16    1.1e-6 / 4.9e-6 / 1.000     Q5_0    0.021 / 0.089 / 0.856
+#     Q8_0   0.0012 / 0.0042 / 0.965     Q4_K_M  0.023 / 0.088 / 0.858
+#     Q6_K   0.0035 / 0.011  / 0.949     Q4_K_S  0.038 / 0.121 / 0.807
+#     Q5_K_M 0.016  / 0.053  / 0.895     Q3_K_M  0.083 / 0.43  / 0.700
+#     Q5_K_S 0.018  / 0.058  / 0.893     Q4_0    0.139 / 0.69  / 0.591
+#   That base copy is itself dequantized from the Q4_K_M GGUF Kodcu embeds (the original
+#   float weights cannot be had offline), so quantizing it again is kinder than quantizing
+#   Google's weights: the adapter moves the adapted projections off the Q4_K_M grid, not
+#   the embedding. Against the base alone Q4_K_M came out closer still, and Q4_0, on
+#   another grid, measured KL 0.46 and top-1 0.679.
+# - llama.cpp's perplexity README (Llama 3 8B against its F16) gives mean KLD Q8_0 0.0014,
+#   Q6_K 0.0055, Q5_K_M 0.011, Q5_K_S 0.017, Q5_0 0.022, Q4_K_M 0.031: a 270M model loses
+#   more to the same type, which is why these limits are looser than those figures.
 # - F32 / F16 / BF16 only round the weights. F16 must reach NMSE < 1e-4 (the converter's
-#   spec). Measured: F16 NMSE 5e-6 / KL 6e-6 on the tiny test llama, 7e-7 / 4e-6 on
-#   Gemma 3 270M (top-1 0.994 and 1.0); F32 is no closer (1e-6 on the tiny llama), since
-#   llama.cpp keeps its KV cache in F16. BF16 on Gemma 3 270M: 3e-5 / 2e-4 / 0.991.
-# - Quantized: llama.cpp's perplexity README (Llama 3 8B against its F16) gives mean KLD
-#   Q8_0 0.0014, Q6_K 0.0055, Q5_K_M 0.011, Q5_K_S 0.017, Q5_0 0.022, Q4_K_M 0.031. Small
-#   models lose more: Gemma 3 270M measured Q8_0 0.0046 (top-1 0.984), Q6_K 0.0096
-#   (0.974), Q5_K_M 0.041 (0.909), Q5_K_S 0.052, Q5_0 0.050, Q4_K_S 0.040 (0.893),
-#   Q3_K_M 0.25 (0.758) and Q4_0 0.46 (0.679; its weights were dequantized from Q4_K_M, so
-#   Q4_0's other grid rounds them twice, and Q4_K_M itself came out unfairly close). The
-#   tiny test models (rows of 64, too short for K-quant blocks) measured Q8_0 NMSE 0.002,
-#   KL 0.003, top-1 0.92: their near-uniform logits make top-1 the weakest figure there.
+#   spec); it measured 5e-6 / 6e-6 on the tiny test llama. F32 is no closer (1e-6 on the
+#   tiny llama), since llama.cpp keeps its KV cache in F16. BF16 on Gemma 3 270M: 3e-5 /
+#   2e-4 / 0.991. The tiny test models (rows of 64, too short for K-quant blocks) measured
+#   Q8_0 NMSE 0.002, KL 0.003, top-1 0.92: near-uniform logits make top-1 weak there.
 THRESHOLDS: dict[str, Threshold] = {
     "F32": Threshold(nmse=5e-5, kl=5e-4, top1=0.97),
     "F16": Threshold(nmse=1e-4, kl=1e-3, top1=0.97),
@@ -66,11 +75,11 @@ THRESHOLDS: dict[str, Threshold] = {
     "Q6_K": Threshold(nmse=1e-2, kl=4e-2, top1=0.88),
     "Q5_K_M": Threshold(nmse=4e-2, kl=0.15, top1=0.80),
     "Q5_K_S": Threshold(nmse=4e-2, kl=0.15, top1=0.80),
-    "Q5_0": Threshold(nmse=4e-2, kl=0.15, top1=0.80),
+    "Q5_0": Threshold(nmse=6e-2, kl=0.3, top1=0.75),
     "Q4_K_M": Threshold(nmse=0.1, kl=0.3, top1=0.70),
-    "Q4_K_S": Threshold(nmse=0.1, kl=0.3, top1=0.70),
-    "Q4_0": Threshold(nmse=0.15, kl=0.6, top1=0.60),
-    "Q3_K_M": Threshold(nmse=0.15, kl=0.6, top1=0.60),
+    "Q4_K_S": Threshold(nmse=0.1, kl=0.4, top1=0.70),
+    "Q4_0": Threshold(nmse=0.4, kl=2.0, top1=0.40),
+    "Q3_K_M": Threshold(nmse=0.3, kl=1.5, top1=0.45),
 }
 
 # Held-out text for the comparison: written for this check, so no model here was trained on
