@@ -28,6 +28,7 @@ from typing import Any
 from converter import ConvertError
 from converter.safety import say
 from converter.source import ADAPTER_CONFIG, CONFIG, KODCU_JSON, read_json
+from kodcu.provenance import folder_fingerprint
 
 DTYPES = ("float16", "bfloat16", "float32")
 TOKENIZER_FILES = (
@@ -139,9 +140,7 @@ def base_fingerprint(adapter_dir: Path, base_dir: Path) -> bool | None:
     recorded = read_json(kodcu_json).get("base_model")
     if not isinstance(recorded, dict) or not recorded.get("sha256"):
         return None
-    from trainer.output import base_model_record
-
-    return base_model_record(str(base_dir), None, None).get("sha256") == recorded["sha256"]
+    return folder_fingerprint(base_dir)["sha256"] == recorded["sha256"]
 
 
 def check_not_quantized(base_dir: Path, adapter_dir: Path) -> None:

