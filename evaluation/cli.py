@@ -10,8 +10,12 @@
     kodcu-eval score samples.jsonl --benchmark humaneval --out runs/other
                                                           # samples made elsewhere
     kodcu-eval compare runs/he-base runs/he-lora          # a table, compare.png, gained/lost tasks
+    kodcu-eval --problems mbpp.jsonl --task-ids 601-974 --samples 8 --temperature 0.8 \\
+        --model model.gguf --out runs/sampled
+    kodcu-eval harvest runs/sampled --out verified.jsonl  # passing answers as training rows
 
-`kodcu-eval score --help` and `kodcu-eval compare --help` describe those commands.
+`kodcu-eval score --help`, `kodcu-eval compare --help` and `kodcu-eval harvest --help`
+describe those commands.
 
 Generated code runs in child processes with time, memory, process and output
 limits (kodcu/sandbox/). That is NOT a security sandbox: it contains
@@ -26,6 +30,7 @@ import json
 import sys
 from pathlib import Path
 
+from evaluation.harvest import HarvestError, harvest, write_harvest
 from evaluation.loops import DRAFT_MODES
 from evaluation.models import ModelError, open_model
 from evaluation.problem_files import FileError, read_problem_file
@@ -33,6 +38,7 @@ from evaluation.problems import BENCHMARKS, Problem, ProblemError, load_problems
 from evaluation.run import RESULTS, SAMPLES, RunConfig, RunError, evaluate
 from evaluation.score_samples import read_samples, score_samples
 from evaluation.solutions import check_solutions
+from kodcu.mbpp import in_ranges, parse_task_ids
 
 INPUT_ERRORS = (ProblemError, FileError)
 
@@ -99,6 +105,12 @@ def add_problem_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--mbpp", type=Path, help="local mbpp.jsonl for --benchmark mbpp (default: the Hub)"
     )
+    parser.add_argument(
+        "--task-ids",
+        metavar="RANGES",
+        help="with --problems: only the problems whose task id (its last number) is in these "
+        "inclusive ranges, e.g. 601-974 for MBPP's train split in the full mbpp.jsonl",
+    )
 
 
 PROMPT_HELP = (
@@ -124,10 +136,15 @@ def add_test_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def problems_from_args(args: argparse.Namespace) -> tuple[list[Problem], dict[str, str]]:
+def problems_from_args(args: argparse.Namespace) -> tuple[list[Problem], dict[str, str | None]]:
     """The problems the arguments name, and the RunConfig fields that say where they came
     from."""
     if args.problems is None:
+        if args.task_ids:
+            raise ProblemError(
+                f"--task-ids goes with --problems; --benchmark {args.benchmark} scores its "
+                "whole test set"
+            )
         if args.mbpp is not None and args.benchmark != "mbpp":
             raise ProblemError(
                 f"--mbpp goes with --benchmark mbpp; leave it out with --benchmark {args.benchmark}"
@@ -137,10 +154,23 @@ def problems_from_args(args: argparse.Namespace) -> tuple[list[Problem], dict[st
         raise ProblemError("--mbpp goes with --benchmark mbpp; leave it out with --problems")
     found = read_problem_file(args.problems)
     print(f"problems: {found.describe()}")
-    return found.problems, {
+    problems = found.problems
+    if args.task_ids:
+        try:
+            ranges = parse_task_ids(args.task_ids)
+        except ValueError as error:
+            raise ProblemError(f"--task-ids {error}") from None
+        problems = [problem for problem in problems if in_ranges(problem.task_id, ranges)]
+        if not problems:
+            raise ProblemError(
+                f"--task-ids {args.task_ids}: no problem of {args.problems} is in it"
+            )
+        print(f"problems: {len(problems)} with task ids in {args.task_ids}")
+    return problems, {
         "benchmark": args.problems.name,
         "problem_file": str(args.problems),
         "problems_sha256": found.sha256,
+        "task_ids": args.task_ids,
     }
 
 
@@ -376,12 +406,49 @@ def _fail(message: str) -> int:
     return 2
 
 
+def harvest_command(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="kodcu-eval harvest",
+        description="The passing samples of kodcu-eval runs on your own problems, as training "
+        "rows for kodcu-train (format alpaca): the self-training step of rejection sampling.",
+    )
+    parser.add_argument("runs", type=Path, nargs="+", help="output folders of kodcu-eval runs")
+    parser.add_argument("--out", type=Path, required=True, help="the rows (.jsonl)")
+    parser.add_argument(
+        "--per-problem",
+        type=int,
+        default=4,
+        help="most answers kept per problem, after identical ones are merged (default 4)",
+    )
+    args = parser.parse_args(argv)
+    try:
+        found = harvest(args.runs, args.per_problem)
+    except HarvestError as error:
+        return _fail(str(error))
+    report_path = write_harvest(found, args.out, args.per_problem)
+    report = found.report(args.per_problem)
+    print(
+        f"{report['rows']} rows from {report['passed']} passing of {report['samples']} samples "
+        f"({report['problems_solved']} of {report['problems']} problems solved; "
+        f"{report['duplicates']} identical, {report['over_per_problem']} over --per-problem)"
+    )
+    print(f"rows: {args.out}\nreport: {report_path}")
+    print(
+        "train on them with this source in the kodcu-train config:\n"
+        f"    - path: {args.out}\n      format: alpaca\n      layout: {report['layout']}\n"
+        "      licence: <your problems' licence>"
+    )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "compare":
         return compare(argv[1:])
     if argv and argv[0] == "score":
         return score(argv[1:])
+    if argv and argv[0] == "harvest":
+        return harvest_command(argv[1:])
     return run(argv)
 
 

@@ -63,6 +63,8 @@ class RunConfig:
     """The problem file the problems came from (`--problems`); None for a benchmark."""
     problems_sha256: str | None = None
     """That file's sha256: samples made from another file are never mixed with these."""
+    task_ids: str | None = None
+    """`--task-ids`: the ranges of the file's task ids that were run; None for all."""
 
 
 class SampleTests:

@@ -13,10 +13,33 @@ Hub when no path is given. Standard library only; `datasets` only for the Hub.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 MBPP_TEST_IDS = range(11, 511)  # the test split: task ids 11-510
 MBPP_HUB_ID = "google-research-datasets/mbpp"
+
+
+def parse_task_ids(spec: str) -> list[tuple[int, int]]:
+    """ "601-974" or "11-510,601-974" or "7" as inclusive (low, high) ranges; ValueError
+    saying how to write them otherwise."""
+    ranges = []
+    for part in spec.split(","):
+        match = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", part)
+        if not match:
+            raise ValueError(f"{spec!r}: write inclusive ranges like '601-974' or '1-5,9'")
+        low = int(match[1])
+        high = int(match[2]) if match[2] else low
+        if high < low:
+            raise ValueError(f"{spec!r}: range {low}-{high} is empty")
+        ranges.append((low, high))
+    return ranges
+
+
+def in_ranges(task_id: object, ranges: list[tuple[int, int]]) -> bool:
+    """Whether a task id ("601", 601 or "MBPP/601": its last number) is in the ranges."""
+    match = re.search(r"(\d+)$", str(task_id))
+    return match is not None and any(low <= int(match[1]) <= high for low, high in ranges)
 
 
 def base_prompt(text: str, tests: list[str]) -> str:

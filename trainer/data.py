@@ -20,7 +20,6 @@ JSON lines files messages give the 1-based line number instead.
 from __future__ import annotations
 
 import random
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -148,17 +147,10 @@ def split_examples(
 
 def parse_task_ids(spec: str) -> list[tuple[int, int]]:
     """ "601-974" or "11-510,601-974" or "7" as inclusive (low, high) ranges."""
-    ranges = []
-    for part in spec.split(","):
-        match = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", part)
-        if not match:
-            raise DataError(f"task_ids {spec!r}: write inclusive ranges like '601-974' or '1-5,9'")
-        low = int(match[1])
-        high = int(match[2]) if match[2] else low
-        if high < low:
-            raise DataError(f"task_ids {spec!r}: range {low}-{high} is empty")
-        ranges.append((low, high))
-    return ranges
+    try:
+        return mbpp.parse_task_ids(spec)
+    except ValueError as error:
+        raise DataError(f"task_ids {error}") from None
 
 
 def _load_source(source: SourceConfig, on_bad_row: str) -> tuple[list[Example], dict]:
