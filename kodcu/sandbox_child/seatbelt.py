@@ -16,6 +16,9 @@ import ctypes
 import os
 
 WRITABLE_DEVICES = ("/dev/null", "/dev/zero")
+LIBRARIES = (None, "/usr/lib/libsandbox.1.dylib", "/usr/lib/libSystem.B.dylib")
+"""Where sandbox_init is looked for: the process's own symbols (libSystem is always loaded),
+then the libraries that define it, by path."""
 
 
 def profile(run_dir: str) -> str:
@@ -51,12 +54,16 @@ def isolate(run_dir: str) -> dict:
 
 def _sandbox_init(text: str) -> str | None:
     """sandbox_init(profile, 0, &error) from libSystem; None when done, else why not."""
-    try:
-        libc = ctypes.CDLL(None)
-        sandbox_init = libc.sandbox_init
-        sandbox_free_error = libc.sandbox_free_error
-    except (OSError, AttributeError) as error:
-        return f"no sandbox_init in this system: {error}"
+    found = None
+    for library in LIBRARIES:
+        try:
+            found = ctypes.CDLL(library)
+            sandbox_init, sandbox_free_error = found.sandbox_init, found.sandbox_free_error
+            break
+        except (OSError, AttributeError):
+            found = None
+    if found is None:
+        return "no sandbox_init in this system"
     sandbox_init.argtypes = [ctypes.c_char_p, ctypes.c_uint64, ctypes.POINTER(ctypes.c_char_p)]
     sandbox_init.restype = ctypes.c_int
     error = ctypes.c_char_p()
