@@ -277,6 +277,24 @@ def test_writes_outside_the_run_directory_fail_where_the_os_allows_it(tmp_path: 
     assert (inside.status, inside.stdout) == ("passed", "ok\n"), inside
 
 
+@pytest.mark.skipif(
+    landlock_abi() < 1 or not user_namespaces(), reason="needs Landlock and user namespaces"
+)
+def test_multiprocessing_works_isolated_in_a_shared_memory_of_its_own():
+    # multiprocessing's locks live in /dev/shm; the run gets a tmpfs there of its own.
+    name = f"kodcu-test-{os.getpid()}"
+    program = (
+        "import multiprocessing as mp\n"
+        "def square(x):\n    return x * x\n"
+        "if __name__ == '__main__':\n"
+        "    with mp.Pool(2) as pool:\n        print(pool.map(square, [1, 2, 3]))\n"
+        f"    open('/dev/shm/{name}', 'w').write('x')\n"
+    )
+    outcome = run_program(program, Limits(wall_s=30, cpu_s=30))
+    assert (outcome.status, outcome.stdout, outcome.isolation) == ("passed", "[1, 4, 9]\n", "")
+    assert not Path("/dev/shm", name).exists()  # the host's /dev/shm never saw it
+
+
 def test_opting_out_of_isolation_lets_the_program_write_anywhere(tmp_path: Path):
     target = tmp_path / "written-by-the-program.txt"
     limits = Limits(wall_s=QUICK.wall_s, isolate=False)

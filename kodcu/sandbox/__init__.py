@@ -24,6 +24,7 @@ the process bookkeeping both sides share).
 On Linux each run gets:
 - a fresh temporary directory: the program's cwd, HOME and TMPDIR; removed after the run;
 - isolation (Limits.isolate): a new user and network namespace, so no network at all,
+  a private tmpfs on /dev/shm (multiprocessing's locks work, and stay the run's own),
   and a Landlock ruleset that allows writes only beneath the run directory; set by the
   runner on itself, inherited by all it starts, and reported per run where it fails;
 - a supervisor process (`python -I`, isolated mode) in a new session (its own process

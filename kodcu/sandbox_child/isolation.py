@@ -12,6 +12,11 @@ wrong program most often harms (the user's files and the network), not every esc
 - files: Landlock (kernel 5.13+): writing, creating, removing, renaming or truncating
   files is allowed only beneath the run directory (and writing to /dev/null). Reading is
   not restricted.
+- shared memory: in the same new user namespace a new mount namespace gets a tmpfs of
+  its own on /dev/shm (the size of the run's memory limit), where writes are allowed:
+  multiprocessing's locks and queues work, and nothing there is seen by, or left for,
+  other processes. Without the namespaces /dev/shm is out of bounds like any other
+  folder, and multiprocessing fails.
 
 Both are set on the runner process itself and inherited by everything it starts. What
 could not be set is listed in `missing`, and the caller says so with the outcome. On
@@ -26,8 +31,11 @@ import os
 import struct
 import sys
 
+CLONE_NEWNS = 0x00020000
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWNET = 0x40000000
+MS_NOSUID, MS_NODEV, MS_REC, MS_PRIVATE = 0x2, 0x4, 0x4000, 0x40000
+SHM = "/dev/shm"
 PR_SET_NO_NEW_PRIVS = 38
 
 # Landlock system calls (the same numbers on x86-64 and arm64) and flags.
@@ -46,18 +54,19 @@ ACCESS_NET_BIND_TCP = 1 << 0  # v4
 ACCESS_NET_CONNECT_TCP = 1 << 1  # v4
 
 
-def isolate(run_dir: str) -> dict:
+def isolate(run_dir: str, shm_mb: int = 64) -> dict:
     """Isolate this process (single-threaded: a fresh fork) and report what holds."""
     if sys.platform == "darwin":
         from .seatbelt import isolate as isolate_macos
 
         return isolate_macos(run_dir)
     libc = ctypes.CDLL(None, use_errno=True)
-    report: dict = {"network": None, "files": None, "missing": []}
+    report: dict = {"network": None, "files": None, "shm": None, "missing": []}
     abi = _syscall(libc, SYS_LANDLOCK_CREATE_RULESET, None, 0, LANDLOCK_CREATE_RULESET_VERSION)
     problem = _network_namespace(libc)
     if problem is None:
         report["network"] = "namespace"
+        report["shm"] = "private" if _private_shm(libc, shm_mb) else None
     elif abi >= 4:
         report["network"] = "landlock-tcp"  # set with the filesystem rules below
         report["missing"].append(f"network: UDP and other non-TCP sockets ({problem})")
@@ -66,7 +75,8 @@ def isolate(run_dir: str) -> dict:
     if abi < 1:
         report["missing"].append("files (this kernel has no Landlock)")
         return report
-    problem = _landlock(libc, abi, run_dir, tcp=report["network"] == "landlock-tcp")
+    writable = [run_dir, SHM] if report["shm"] else [run_dir]
+    problem = _landlock(libc, abi, writable, tcp=report["network"] == "landlock-tcp")
     if problem is None:
         report["files"] = "landlock"
     else:
@@ -80,7 +90,7 @@ def isolate(run_dir: str) -> dict:
 def _network_namespace(libc: ctypes.CDLL) -> str | None:
     """Enter a new user and network namespace; None when done, else why not."""
     uid, gid = os.geteuid(), os.getegid()
-    if libc.unshare(CLONE_NEWUSER | CLONE_NEWNET) != 0:
+    if libc.unshare(CLONE_NEWUSER | CLONE_NEWNET | CLONE_NEWNS) != 0:
         return f"user namespaces refused: {os.strerror(ctypes.get_errno())}"
     # Keep our own ids inside, so the run directory stays ours to write.
     try:
@@ -96,8 +106,21 @@ def _network_namespace(libc: ctypes.CDLL) -> str | None:
     return None
 
 
-def _landlock(libc: ctypes.CDLL, abi: int, run_dir: str, tcp: bool) -> str | None:
-    """Allow writes only beneath run_dir (and to /dev/null); with `tcp`, no TCP at all."""
+def _private_shm(libc: ctypes.CDLL, size_mb: int) -> bool:
+    """A tmpfs of this mount namespace's own on /dev/shm; False where it cannot be had."""
+    if not os.path.isdir(SHM):
+        return False
+    # Mounts made here must not propagate back to the host's namespace.
+    if libc.mount(None, b"/", None, ctypes.c_ulong(MS_REC | MS_PRIVATE), None) != 0:
+        return False
+    options = f"size={size_mb}m,mode=1777".encode()
+    flags = ctypes.c_ulong(MS_NOSUID | MS_NODEV)
+    return libc.mount(b"tmpfs", SHM.encode(), b"tmpfs", flags, options) == 0
+
+
+def _landlock(libc: ctypes.CDLL, abi: int, writable: list[str], tcp: bool) -> str | None:
+    """Allow writes only beneath the `writable` folders (and to /dev/null); with `tcp`, no
+    TCP at all."""
     writes = FS_WRITES_V1 | (REFER if abi >= 2 else 0) | (TRUNCATE if abi >= 3 else 0)
     net = ACCESS_NET_BIND_TCP | ACCESS_NET_CONNECT_TCP if tcp else 0
     # struct landlock_ruleset_attr {u64 handled_access_fs; u64 handled_access_net; ...}
@@ -107,7 +130,8 @@ def _landlock(libc: ctypes.CDLL, abi: int, run_dir: str, tcp: bool) -> str | Non
         return f"Landlock refused the ruleset: {os.strerror(ctypes.get_errno())}"
     try:
         file_rights = WRITE_FILE | (TRUNCATE if abi >= 3 else 0)
-        for path, rights in ((run_dir, writes), ("/dev/null", file_rights)):
+        rules = [(folder, writes) for folder in writable] + [("/dev/null", file_rights)]
+        for path, rights in rules:
             problem = _allow(libc, ruleset, path, rights)
             if problem:
                 return problem

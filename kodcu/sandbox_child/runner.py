@@ -42,7 +42,7 @@ def run_forked(run_dir: str, limits: dict) -> None:
         if limits.get("isolate") and (LINUX or sys.platform == "darwin"):
             from .isolation import isolate
 
-            report = isolate(run_dir)
+            report = isolate(run_dir, shm_mb=limits["memory_mb"])
             with open(os.path.join(run_dir, ISOLATION), "w", encoding="utf-8") as file:
                 json.dump(report, file)
     except BaseException as error:
