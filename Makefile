@@ -90,14 +90,15 @@ CODER_DATA = $(if $(MBPP),data.sources.0.path=$(MBPP) data.sources.1.path=$(MBPP
 coder: $(VENV)/.installed-dev
 	$(BIN)/kodcu-train trainer/configs/kodcu-coder-270m.yaml $(if $(RESUME),--resume) \
 		model.base=$(CODER_BASE) training.output_dir=$(CODER_OUT)/adapter $(CODER_DATA)
-	$(BIN)/kodcu-convert $(CODER_OUT)/adapter --out $(CODER_OUT)/gguf --quant none --lora-gguf
+	$(BIN)/kodcu-convert $(CODER_OUT)/adapter --out $(CODER_OUT)/gguf --quant none --lora-gguf \
+		--name kodcu-coder-270m --overwrite
 	model=$$($(BIN)/python -m kodcu.default_model) && \
 	for benchmark in humaneval mbpp; do for prompt in base instruct; do \
 		for side in base coder; do \
 			$(BIN)/kodcu-eval --benchmark $$benchmark \
 				$(if $(MBPP),$$([ $$benchmark = mbpp ] && echo --mbpp $(MBPP))) \
 				--prompt $$prompt --model $$model --out $(CODER_OUT)/scores/$$benchmark-$$prompt-$$side \
-				$$([ $$side = coder ] && echo --adapter $(CODER_OUT)/gguf/adapter-lora-F16.gguf) \
+				$$([ $$side = coder ] && echo --adapter $(CODER_OUT)/gguf/kodcu-coder-270m-lora-F16.gguf) \
 				|| exit 1; \
 		done; \
 		$(BIN)/kodcu-eval compare --plot $(CODER_OUT)/scores/$$benchmark-$$prompt.png \

@@ -228,7 +228,7 @@ def timed(label: str, files: list[dict], kind: str, path: Path, work: Callable[[
 def write_lora_step(write_lora: Callable, plan: Plan, path: Path) -> None:
     with partial_output(path) as partial:
         try:
-            write_lora(plan.source.path, plan.base_dir, partial)
+            write_lora(plan.source.path, plan.base_dir, partial, name=plan.name)
         except (ValueError, NotImplementedError) as error:
             raise ConvertError(f"--lora-gguf: {error}") from None
 

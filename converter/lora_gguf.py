@@ -287,13 +287,35 @@ def _model_class(base_model_dir: Path) -> tuple[type, dict]:
         ) from exc
 
 
+def base_model_entries(adapter_dir: Path) -> list[dict[str, str]] | None:
+    """general.base_model.* of the LoRA GGUF: the base's Hub id when the adapter names one.
+
+    A base given as a local folder is left out: the file would otherwise carry a path of
+    the machine it was made on (llama.cpp's metadata reader turns the PEFT model card's
+    `base_model` into a name and a huggingface.co URL, even for a path).
+    """
+    from converter.merge import base_reference
+
+    base, _ = base_reference(adapter_dir)
+    if Path(base).expanduser().exists() or base.startswith((".", "/", "~")) or "\\" in base:
+        return None
+    organization, _, name = base.rpartition("/")
+    entry = {"name": name, "repo_url": f"https://huggingface.co/{base}"}
+    return [entry | ({"organization": organization} if organization else {})]
+
+
 def write_lora_gguf(
-    adapter_dir: Path, base_model_dir: Path, out_path: Path, outtype: str = "f16"
+    adapter_dir: Path,
+    base_model_dir: Path,
+    out_path: Path,
+    outtype: str = "f16",
+    name: str | None = None,
 ) -> Path:
     """Write the adapter in `adapter_dir` as a llama.cpp LoRA GGUF at `out_path`.
 
     `base_model_dir` is the Hugging Face model the adapter was trained on; only its config
     is read (for the architecture, layer count and head counts). `outtype` is "f16" or "f32".
+    `name` is general.name (default: the adapter folder's name).
     """
     import gguf
 
@@ -355,6 +377,11 @@ def write_lora_gguf(
             return ()  # rope frequency tables and the like belong to the base GGUF
 
         def set_type(self) -> None:
+            # Called by prepare_metadata after it read the model card, before it writes it.
+            self.metadata.base_models = base_models
+            if base_models is None:  # PEFT's model card tags the base too: base_model:...:PATH
+                tags = self.metadata.tags or []
+                self.metadata.tags = [t for t in tags if not t.startswith("base_model:")] or None
             self.gguf_writer.add_type(gguf.GGUFType.ADAPTER)
             self.gguf_writer.add_string(gguf.Keys.Adapter.TYPE, "lora")
 
@@ -375,6 +402,7 @@ def write_lora_gguf(
             self.gguf_writer.write_tensors_to_file(progress=False)
             self.gguf_writer.close()
 
+    base_models = base_model_entries(adapter_dir)
     ftype = gguf.LlamaFileType.MOSTLY_F16 if outtype == "f16" else gguf.LlamaFileType.ALL_F32
     out_path.parent.mkdir(parents=True, exist_ok=True)
     with torch.inference_mode():
@@ -383,7 +411,7 @@ def write_lora_gguf(
             ftype,
             out_path,
             eager=True,
-            model_name=adapter_dir.name,
+            model_name=name or adapter_dir.name,
             hparams=hparams,
         )
         model.dir_model_card = adapter_dir  # general.* metadata describes the adapter

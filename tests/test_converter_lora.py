@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import json
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -148,6 +150,23 @@ def test_lora_gguf_metadata_says_what_it_is(llama: dict, tmp_path: Path) -> None
     assert len(tensors) == 2 * 7 * 2
     assert "blk.1.attn_q.weight.lora_a" in tensors and "blk.0.ffn_down.weight.lora_b" in tensors
     assert set(tensors.values()) == {"F16"}
+    # The base is a local folder here: the file names no path of this machine for it.
+    assert not any(key.startswith("general.base_model") for key in metadata)
+    assert not any(str(llama["base"].parent) in str(value) for value in metadata.values())
+
+
+def test_a_hub_base_is_named_in_the_lora_gguf(llama: dict, tmp_path: Path) -> None:
+    adapter = shutil.copytree(llama["adapter"], tmp_path / "adapter")
+    (adapter / "kodcu.json").unlink()  # the base is then adapter_config.json's
+    config = json.loads((adapter / "adapter_config.json").read_text())
+    config["base_model_name_or_path"] = "google/gemma-3-270m"
+    (adapter / "adapter_config.json").write_text(json.dumps(config))
+    lora = write_lora_gguf(adapter, llama["base"], tmp_path / "lora.gguf", name="my-coder")
+    metadata, _ = gguf_fields(lora)
+    assert metadata["general.name"] == "my-coder"
+    assert metadata["general.base_model.count"] == 1
+    assert metadata["general.base_model.0.organization"] == "google"
+    assert metadata["general.base_model.0.repo_url"] == "https://huggingface.co/google/gemma-3-270m"
 
 
 def test_a_plain_peft_adapter_without_template_still_converts(llama: dict, tmp_path: Path) -> None:
