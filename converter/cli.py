@@ -250,9 +250,12 @@ def convert(args: argparse.Namespace) -> int:
     total = 1 + len(plan.quants) + bool(plan.base_dir) + args.lora_gguf + args.verify
     number = iter(range(1, total + 1))
     seconds: dict[str, float] = {}  # merge and verify, which write no output file
-    merged_dir = (
+    # The merged model goes in a folder named as the outputs, inside a temporary one:
+    # llama.cpp's converter takes the model's name, base name and fine-tune from it.
+    merge_root = (
         Path(tempfile.mkdtemp(prefix=MERGE_TEMP_PREFIX, dir=out)) if plan.base_dir else None
     )
+    merged_dir = merge_root / plan.name if merge_root is not None else None
     try:
         hf_dir = plan.source.path
         if merged_dir is not None:
@@ -298,10 +301,9 @@ def convert(args: argparse.Namespace) -> int:
                 status = 1
         if merged_dir is not None and args.keep_merged:
             keep_merged(merged_dir, out / f"{plan.name}-merged")
-            merged_dir = None  # moved: nothing left to remove
     finally:
-        if merged_dir is not None:
-            shutil.rmtree(merged_dir, ignore_errors=True)
+        if merge_root is not None:
+            shutil.rmtree(merge_root, ignore_errors=True)
     steps = [{"step": "merge", "seconds": seconds["merge"]}] if "merge" in seconds else []
     steps += [{"step": entry["type"], "seconds": entry["seconds"]} for entry in files]
     steps += [{"step": "verify", "seconds": seconds["verify"]}] if "verify" in seconds else []
@@ -319,7 +321,7 @@ def keep_merged(merged_dir: Path, kept: Path) -> None:
     if kept.exists():
         shutil.rmtree(kept)
     merged_dir.rename(kept)
-    kept.chmod(0o755)  # mkdtemp made it private to this user
+    kept.chmod(0o755)
     say(f"merged model kept in {kept}")
 
 

@@ -107,6 +107,7 @@ def test_adapter_verification_compares_with_the_unmerged_original(
     # The name apps show is the adapter's, not the temporary merge folder's.
     f16 = Llama(model_path=str(out / "my-adapter-F16.gguf"), vocab_only=True, verbose=False)
     assert f16.metadata["general.name"] == "my-adapter"
+    assert "merged" not in f16.metadata.get("general.finetune", "")
     f16.close()
 
     # A merge that loses the adapter writes the base's GGUF. Compared with the converter's
