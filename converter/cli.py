@@ -76,7 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--keep-merged", action="store_true", help="keep the merged HF folder in --out"
     )
-    parser.add_argument("--name", help="stem of the output names (default: SOURCE's folder name)")
+    parser.add_argument(
+        "--name",
+        help="stem of the output names, and the model's name inside the GGUFs (general.name) "
+        "(default: SOURCE's folder name)",
+    )
     parser.add_argument("--threads", type=int, help="quantization threads (default: all cores)")
     parser.add_argument("--overwrite", action="store_true", help="replace outputs already in --out")
     parser.add_argument(
