@@ -425,8 +425,8 @@ def harvest_command(argv: list[str]) -> int:
         found = harvest(args.runs, args.per_problem)
     except HarvestError as error:
         return _fail(str(error))
-    report_path = write_harvest(found, args.out, args.per_problem)
-    report = found.report(args.per_problem)
+    report_path = write_harvest(found, args.out)
+    report = found.report()
     print(
         f"{report['rows']} rows from {report['passed']} passing of {report['samples']} samples "
         f"({report['problems_solved']} of {report['problems']} problems solved; "

@@ -47,6 +47,8 @@ class HarvestError(ValueError):
 class Harvest:
     """The rows and what the report says of them."""
 
+    per_problem: int = 4
+    """Most answers kept per problem."""
     rows: list[dict[str, str]] = field(default_factory=list)
     runs: list[dict[str, Any]] = field(default_factory=list)
     kind: str | None = None
@@ -57,12 +59,12 @@ class Harvest:
     problems: set[str] = field(default_factory=set)
     solved: set[str] = field(default_factory=set)
 
-    def report(self, per_problem: int) -> dict[str, Any]:
+    def report(self) -> dict[str, Any]:
         return {
             "runs": self.runs,
             "kind": self.kind,
             "layout": LAYOUTS.get(self.kind or ""),
-            "per_problem": per_problem,
+            "per_problem": self.per_problem,
             "problems": len(self.problems),
             "problems_solved": len(self.solved),
             "samples": self.samples,
@@ -79,8 +81,8 @@ def harvest(run_dirs: list[Path], per_problem: int = 4) -> Harvest:
     """The passing samples of every run in `run_dirs`, as Alpaca rows, in run order."""
     if per_problem < 1:
         raise HarvestError(f"--per-problem {per_problem}: give 1 or more")
-    found = Harvest()
-    kept: dict[str, list[str]] = {}
+    found = Harvest(per_problem)
+    kept: dict[str, set[str]] = {}  # each problem's answers, whitespace collapsed
     for run_dir in run_dirs:
         results = _read_json(run_dir / RESULTS, run_dir)
         config = results.get("config") or {}
@@ -108,24 +110,24 @@ def harvest(run_dirs: list[Path], per_problem: int = 4) -> Harvest:
             found.passed += 1
             found.solved.add(task)
             answer = sample["completion"]
-            answers = kept.setdefault(task, [])
-            if " ".join(answer.split()) in answers:
+            answers, collapsed = kept.setdefault(task, set()), " ".join(answer.split())
+            if collapsed in answers:
                 found.duplicates += 1
             elif len(answers) >= per_problem:
                 found.over_cap += 1
             else:
-                answers.append(" ".join(answer.split()))
+                answers.add(collapsed)
                 found.rows.append(_row(problem, kind, answer))
     return found
 
 
-def write_harvest(found: Harvest, out: Path, per_problem: int) -> Path:
+def write_harvest(found: Harvest, out: Path) -> Path:
     """Write the rows (JSON Lines) and their report beside them; returns the report's path."""
     out.parent.mkdir(parents=True, exist_ok=True)
     report_path = out.with_name(out.stem + ".report.json")
     for path, text in (
         (out, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in found.rows)),
-        (report_path, json.dumps(found.report(per_problem), indent=2) + "\n"),
+        (report_path, json.dumps(found.report(), indent=2) + "\n"),
     ):
         partial = path.with_name(f".{path.name}.partial")
         partial.write_text(text, encoding="utf-8")

@@ -237,7 +237,7 @@ def _read(
                 columns.update(dict.fromkeys(map(str, row)))
             if ranges is not None:
                 task_id = _task_id(row, names["task_id"])
-                if not any(low <= task_id <= high for low, high in ranges):
+                if not mbpp.in_ranges(task_id, ranges):
                     report["outside_task_ids"] += 1
                     continue
             instruction, input_, output, had_system = _convert(row, source, names)
