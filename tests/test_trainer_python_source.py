@@ -142,6 +142,19 @@ def test_the_licence_is_required_and_other_paths_are_refused(tmp_path: Path):
     assert len(examples) == 2
 
 
+def test_max_response_lines_keeps_short_bodies_and_counts_the_rest(tmp_path: Path):
+    write(tmp_path, "shapes.py", MODULE)  # bodies: area 2 lines, fib 1, fetch 2
+    examples, [report] = load(tmp_path, max_response_lines=1)
+    assert [e.instruction.split("(")[0].split()[-1] for e in examples] == ["fib"]
+    assert (report["rows"], report["kept"], report["over_max_response_lines"]) == (3, 1, 2)
+    assert len(load(tmp_path, max_response_lines=2)[0]) == 3
+    with pytest.raises(DataError, match="use 1 or more"):
+        load(tmp_path, max_response_lines=0)
+    long = write(tmp_path / "long", "m.py", 'def f(x):\n    """F."""\n    y = x\n    return y\n')
+    with pytest.raises(DataError, match="every one of its 1 responses is longer than max_resp"):
+        load(long, max_response_lines=1)
+
+
 def test_completion_rows_are_the_text_itself_with_loss_on_the_body_and_eos(tmp_path: Path):
     write(tmp_path, "shapes.py", MODULE)
     examples, _ = load(tmp_path)

@@ -79,6 +79,10 @@ class SourceConfig:
     signature and a docstring with the task and its tests as examples, continued with
     the body (trainer/function_prompt.py); rows it cannot show so are counted in the
     report's outside_layout. Format python is always "completion"."""
+    max_response_lines: int | None = None
+    """Keep only rows whose response is at most this many lines (null: all). For format
+    python, short bodies are HumanEval's shape (its reference bodies run 1 to 30 lines);
+    the rows left out are counted in the report's over_max_response_lines."""
     licence: str | None = None
     """The data's licence (an SPDX id such as CC-BY-4.0 or PSF-2.0), recorded in the source's
     report in kodcu.json; required for format "python"."""
@@ -184,6 +188,11 @@ def _load_source(source: SourceConfig, on_bad_row: str) -> tuple[list[Example], 
         )
     if source.limit is not None and source.limit < 0:
         raise DataError(f"{source.path}: limit is {source.limit}; use a positive number")
+    if source.max_response_lines is not None and source.max_response_lines < 1:
+        raise DataError(
+            f"{source.path}: max_response_lines is {source.max_response_lines}; "
+            "use 1 or more, or null for every row"
+        )
     report = {"source": source.path, "sha256": "", "rows": 0, "kept": 0, "skipped": 0}
     report |= {"skipped_by_reason": {}, "outside_task_ids": 0, "system_messages_dropped": 0}
     if source.layout == "function":
@@ -202,12 +211,26 @@ def _load_source(source: SourceConfig, on_bad_row: str) -> tuple[list[Example], 
         raise DataError(f"{source.path}: not UTF-8 text ({error}); save it as UTF-8") from None
     except OSError as error:  # a broken gzip file, a directory, no permission
         raise DataError(f"{source.path}: cannot be read ({error})") from None
+    if source.max_response_lines is not None:
+        short = [e for e in examples if _lines(e.output) <= source.max_response_lines]
+        report["over_max_response_lines"] = len(examples) - len(short)
+        if examples and not short:
+            raise DataError(
+                f"{source.path}: every one of its {len(examples)} responses is longer than "
+                f"max_response_lines ({source.max_response_lines}); raise it or remove it"
+            )
+        examples = short
     report["kept"] = len(examples)
     report["skipped"] = sum(report["skipped_by_reason"].values())
     why = _no_rows(source, report) if source.format != "python" else None
     if why:
         raise DataError(f"{source.path}: {why}; there is nothing to train on")
     return examples, report
+
+
+def _lines(text: str) -> int:
+    """Lines of a response, blank lines at its ends not counted."""
+    return len(text.strip("\n").split("\n"))
 
 
 def _read(

@@ -132,6 +132,10 @@ def prepare_data(config: TrainConfig, tokenizer: Any) -> PreparedData:
     examples, sources = load_examples(config.data.sources, config.data.on_bad_row)
     read = sum(report.get("rows", 0) for report in sources)
     say(f"data: {len(examples)} rows kept of {read} read from {len(sources)} source(s)")
+    for report in sources:
+        if report.get("over_max_response_lines"):
+            count = report["over_max_response_lines"]
+            say(f"  {report['source']}: {count} rows left out, responses over max_response_lines")
     try:
         examples, steps = apply_hygiene(examples, config.hygiene, progress=say)
     except ValueError as error:
