@@ -21,6 +21,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,7 +89,26 @@ def read_problem_file(path: Path) -> ProblemFile:
             )
         seen[problem.task_id] = where
         problems.append(problem)
+    if kind == "humaneval":
+        _refuse_unasked(path, rows)
     return ProblemFile(path, kind, hashlib.sha256(data).hexdigest(), problems)
+
+
+def _refuse_unasked(path: Path, rows: list[tuple[str, Any]]) -> None:
+    """Refuse a file whose prompts never name the function its tests call: the model would
+    be asked nothing (LeetCodeDataset's rows, say, keep the statement in `query` and only
+    imports in `prompt`)."""
+    names = [(where, re.findall(r"\w+", row["entry_point"])[-1:], row) for where, row in rows]
+    if any(name and name[0] in row["prompt"] for _, name, row in names):
+        return
+    where, name, _ = names[0]
+    called = f"`{name[0]}`, the function `test` calls" if name else "its entry point"
+    raise FileError(
+        f"{path}, {where}: field `prompt` does not name {called}, and no other row's prompt "
+        "names its own: the model would be asked nothing about what to write. In HumanEval's "
+        "format `prompt` holds the signature and docstring the model continues; move each "
+        "problem's statement there"
+    )
 
 
 def read_rows(path: Path, data: bytes | None = None) -> Iterator[tuple[str, Any]]:

@@ -111,6 +111,24 @@ def test_a_bad_problem_file_is_named_with_its_line_and_field(
     assert str(caught.value).startswith(str(path))
 
 
+def test_a_file_whose_prompts_ask_nothing_is_refused(tmp_path: Path) -> None:
+    # LeetCodeDataset's layout: imports in `prompt`, the statement in `query`.
+    leetcode = {
+        "task_id": "two-sum",
+        "prompt": "from typing import *\n",
+        "query": "Given nums",
+        "entry_point": "Solution().twoSum",
+        "test": "def check(candidate): pass",
+    }
+    path = tmp_path / "leetcode.jsonl"
+    path.write_text(lines(leetcode, {**leetcode, "task_id": "three-sum"}))
+    with pytest.raises(FileError, match=r"line 1: field `prompt` does not name `twoSum`"):
+        read_problem_file(path)
+    # One row that asks is enough to read the file: its other rows are the user's own.
+    path.write_text(lines(GOOD, leetcode))
+    assert [p.task_id for p in read_problem_file(path).problems] == ["t/0", "two-sum"]
+
+
 def test_other_file_troubles_are_named(tmp_path: Path) -> None:
     with pytest.raises(FileError, match="missing.jsonl: file not found"):
         read_problem_file(tmp_path / "missing.jsonl")
