@@ -26,11 +26,12 @@ from pathlib import Path
 from typing import Any
 
 from kodcu import mbpp
+from trainer import p3
 from trainer.data_files import BadRow as _BadRow
 from trainer.data_files import DataError, open_rows
 from trainer.function_prompt import NoFunction, function_prompt
 
-FORMATS = ("alpaca", "mbpp", "messages", "fields", "python")
+FORMATS = ("alpaca", "mbpp", "messages", "fields", "python", "p3")
 LAYOUTS = ("chat", "completion", "function")
 
 # The row fields each format reads; `SourceConfig.fields` may rename any of them.
@@ -40,6 +41,7 @@ FORMAT_FIELDS = {
     "mbpp": ("text", "code", "test_list", "task_id"),
     "messages": ("messages", "task_id"),
     "python": (),
+    "p3": p3.FIELDS,
 }
 
 SKIP_HINT = "fix the row or set data.on_bad_row: skip"
@@ -53,12 +55,14 @@ class SourceConfig:
     """A local file (.json, .jsonl, .jsonl.gz, .csv, .parquet) or a Hugging Face Hub dataset id."""
     format: str = "alpaca"
     """How rows map to instruction / input / output: "alpaca", "mbpp", "messages" or "fields";
-    "python": a folder of .py files, one row per documented function (trainer/python_source.py)."""
+    "python": a folder of .py files, one row per documented function (trainer/python_source.py);
+    "p3": Python Programming Puzzles' puzzles.json, one row per solved instance (trainer/p3.py)."""
     fields: dict[str, str] = field(default_factory=dict)
     """Column names for the format's fields, e.g. {"instruction": "question", "output": "answer",
     "input": "context"}; required for format "fields", a renaming for the others."""
     split: str = "train"
-    """Split name for Hub datasets (local files have one split)."""
+    """Split name for Hub datasets (local files have one split); for format p3 the puzzles of
+    split.json's "train" or "test" list, or "all"."""
     subset: str | None = None
     """Hub dataset configuration name."""
     task_ids: str | None = None
@@ -69,8 +73,8 @@ class SourceConfig:
     revision: str | None = None
     """Hub dataset revision (commit, branch or tag) to pin; ignored for local files."""
     layout: str | None = None
-    """How the rows are asked; null: the format's own ("completion" for format python,
-    "chat" for the others). "chat": through the chat template, as the desktop asks;
+    """How the rows are asked; null: the format's own ("completion" for formats python and
+    p3, "chat" for the others). "chat": through the chat template, as the desktop asks;
     format mbpp then asks kodcu-eval's instruct prompt and answers in a ```python block.
     "completion": the text is continued as it is, as benchmark harnesses and editors ask;
     format mbpp continues kodcu-eval's base prompt (the task text and first test in a
@@ -167,7 +171,8 @@ def _load_source(source: SourceConfig, on_bad_row: str) -> tuple[list[Example], 
             f"{source.format!r}; it reads {list(FORMAT_FIELDS[source.format])}"
         )
     if source.layout is None:  # the format's own
-        source = replace(source, layout="completion" if source.format == "python" else "chat")
+        own = "completion" if source.format in ("python", "p3") else "chat"
+        source = replace(source, layout=own)
     if source.layout not in LAYOUTS:
         raise DataError(f"{source.path}: layout {source.layout!r} is not one of {LAYOUTS}")
     if source.layout == "completion" and source.format == "messages":
@@ -186,6 +191,8 @@ def _load_source(source: SourceConfig, on_bad_row: str) -> tuple[list[Example], 
             f"{source.path}: format 'fields' needs fields.instruction and fields.output "
             "(the column names of the instruction and the response)"
         )
+    if source.format == "p3" and (source.task_ids or source.fields):
+        raise DataError(f"{source.path}: task_ids and fields mean nothing for format p3")
     if source.limit is not None and source.limit < 0:
         raise DataError(f"{source.path}: limit is {source.limit}; use a positive number")
     if source.max_response_lines is not None and source.max_response_lines < 1:
@@ -206,6 +213,8 @@ def _load_source(source: SourceConfig, on_bad_row: str) -> tuple[list[Example], 
             examples = load_python(source, on_bad_row, report)
         else:
             rows, report["sha256"], lines = open_rows(source)
+            if source.format == "p3":
+                rows = p3.select(rows, p3.split_names(source.path, source.split), report)
             examples = _read(source, rows, lines, on_bad_row, report)
     except UnicodeDecodeError as error:
         raise DataError(f"{source.path}: not UTF-8 text ({error}); save it as UTF-8") from None
@@ -291,6 +300,7 @@ REQUIRED_FIELDS = {
     "fields": ("instruction", "output"),
     "mbpp": ("text", "code", "test_list"),
     "messages": ("messages",),
+    "p3": ("sat", "sol_header", "sol_docstring", "sol_bodies"),
 }
 
 
@@ -317,6 +327,8 @@ def _no_rows(source: SourceConfig, report: dict) -> str | None:
         if path.name.lower().endswith(".csv"):
             return "the file has a header row and no rows under it"
         return "the source holds no rows"
+    if report.get("outside_split", 0) + report.get("without_solution", 0) == report["rows"]:
+        return f"none of its {report['rows']} puzzles is a solved one of split {source.split!r}"
     if report["outside_task_ids"] == report["rows"]:
         return f"none of its {report['rows']} rows has a task_id in task_ids {source.task_ids!r}"
     return None
@@ -377,6 +389,8 @@ def _convert(row: dict, source: SourceConfig, names: dict[str, str]) -> tuple[st
         return instruction, input_, output, False
     if source.format == "mbpp":
         return (*_mbpp(row, names, source.layout), False)
+    if source.format == "p3":
+        return (*p3.convert(row, source.layout, _text, _field), False)
     return _messages(row, names["messages"])
 
 

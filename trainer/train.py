@@ -132,10 +132,15 @@ def prepare_data(config: TrainConfig, tokenizer: Any) -> PreparedData:
     examples, sources = load_examples(config.data.sources, config.data.on_bad_row)
     read = sum(report.get("rows", 0) for report in sources)
     say(f"data: {len(examples)} rows kept of {read} read from {len(sources)} source(s)")
+    left_out = {
+        "over_max_response_lines": "responses over max_response_lines",
+        "outside_split": "puzzles outside the split",
+        "without_solution": "puzzles without a reference solution",
+    }
     for report in sources:
-        if report.get("over_max_response_lines"):
-            count = report["over_max_response_lines"]
-            say(f"  {report['source']}: {count} rows left out, responses over max_response_lines")
+        for key, why in left_out.items():
+            if report.get(key):
+                say(f"  {report['source']}: {report[key]} rows left out, {why}")
     try:
         examples, steps = apply_hygiene(examples, config.hygiene, progress=say)
     except ValueError as error:
