@@ -1,4 +1,5 @@
-"""Problem files of your own, in HumanEval's or MBPP's format, and the JSON rows of any file.
+"""Problem files of your own, in HumanEval's, MBPP's or LeetCodeDataset's format, and the
+JSON rows of any file.
 
     found = read_problem_file(Path("examples/problems.jsonl"))
     found.format, found.sha256, len(found.problems)      # "humaneval", "3b1f...", 5
@@ -10,7 +11,11 @@ one format:
   optionally `canonical_solution` (the body that completes the prompt);
 - MBPP's: `task_id`, `text`, `test_list` (asserts), optionally `test_setup_code` and `code`
   (the reference solution). sanitized-mbpp.json's `prompt` and `test_imports` stand in for
-  `text` and `test_setup_code`.
+  `text` and `test_setup_code`;
+- LeetCodeDataset's: HumanEval's fields with the imports in `prompt`, the statement and the
+  starter code in `query`, `entry_point` "Solution().method", optionally `completion` (the
+  reference solution). A chat model is asked `query`; a base model continues the imports,
+  the starter code and the statement as the method's docstring.
 Prompts and tests are then built exactly as for the benchmark in that format
 (evaluation/problems.py); unlike `--benchmark mbpp`, every row is a problem. Task ids are
 the file's own; a number becomes text (7 is "7").
@@ -27,12 +32,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from evaluation.problems import Problem, humaneval_problem, mbpp_problem
+from evaluation.problems import Problem, humaneval_problem, leetcode_problem, mbpp_problem
 
-FORMATS = {"humaneval": "HumanEval's format", "mbpp": "MBPP's format"}
+FORMATS = {
+    "humaneval": "HumanEval's format",
+    "mbpp": "MBPP's format",
+    "leetcode": "LeetCodeDataset's format",
+}
 REQUIRED = {
     "humaneval": "task_id, prompt, entry_point and test",
     "mbpp": "task_id, text and test_list",
+    "leetcode": "task_id, prompt, query, entry_point and test",
 }
 
 
@@ -73,10 +83,12 @@ def read_problem_file(path: Path) -> ProblemFile:
     found = {where: _format_of(path, where, row) for where, row in rows}
     kinds = sorted(set(found.values()))
     if len(kinds) > 1:
-        first = {kind: next(w for w, k in found.items() if k == kind) for kind in kinds}
+        first = [
+            f"{FORMATS[kind]} (first at {next(w for w, k in found.items() if k == kind)})"
+            for kind in kinds
+        ]
         raise FileError(
-            f"{path}: mixes HumanEval's format (first at {first['humaneval']}) and MBPP's "
-            f"(first at {first['mbpp']}); put each format in a file of its own"
+            f"{path}: mixes {' and '.join(first)}; put each format in a file of its own"
         )
     kind = kinds[0]
     problems, seen = [], {}
@@ -89,15 +101,15 @@ def read_problem_file(path: Path) -> ProblemFile:
             )
         seen[problem.task_id] = where
         problems.append(problem)
-    if kind == "humaneval":
+    if kind == "humaneval":  # LeetCodeDataset's rows ask in `query`
         _refuse_unasked(path, rows)
     return ProblemFile(path, kind, hashlib.sha256(data).hexdigest(), problems)
 
 
 def _refuse_unasked(path: Path, rows: list[tuple[str, Any]]) -> None:
     """Refuse a file whose prompts never name the function its tests call: the model would
-    be asked nothing (LeetCodeDataset's rows, say, keep the statement in `query` and only
-    imports in `prompt`)."""
+    be asked nothing (LeetCodeDataset's rows without their `query`, say, hold only imports
+    in `prompt`)."""
     names = [(where, re.findall(r"\w+", row["entry_point"])[-1:], row) for where, row in rows]
     if any(name and name[0] in row["prompt"] for _, name, row in names):
         return
@@ -185,7 +197,7 @@ def _format_of(path: Path, where: str, row: Any) -> str:
     if "test_list" in row:
         return "mbpp"
     if humaneval:
-        return "humaneval"
+        return "leetcode" if "query" in row else "humaneval"
     raise FileError(
         f"{path}, {where}: neither HumanEval's format ({REQUIRED['humaneval']}) nor MBPP's "
         f"({REQUIRED['mbpp']}); it has {', '.join(sorted(row)) or 'no fields'}"
@@ -201,6 +213,17 @@ def _problem(path: Path, where: str, row: dict, kind: str) -> Problem:
         fields = {name: need(name, "text") for name in ("prompt", "entry_point", "test")}
         solution = need("canonical_solution", "text or null", required=False)
         return humaneval_problem({**fields, "task_id": task_id, "canonical_solution": solution})
+    if kind == "leetcode":
+        names = ("prompt", "query", "entry_point", "test")
+        fields = {name: need(name, "text") for name in names}
+        solution = need("completion", "text or null", required=False)
+        try:
+            return leetcode_problem({**fields, "task_id": task_id, "completion": solution})
+        except ValueError as why:
+            raise FileError(
+                f"{path}, {where}: field `query`: {why} ({fields['entry_point']}); "
+                "end the query with the starter code in a ```python block"
+            ) from None
     # sanitized-mbpp.json calls the task's text `prompt`.
     text = need("prompt" if "text" not in row and "prompt" in row else "text", "text")
     tests = need("test_list", "list of text")

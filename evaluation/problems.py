@@ -16,11 +16,13 @@ and all three tests ("Your code should pass these tests:"), as in the MBPP paper
 
 from __future__ import annotations
 
+import re
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from evaluation.extract import extract_code
+from evaluation.extract import FENCE, extract_code
 from kodcu import mbpp as mbpp_prompts
 from kodcu.mbpp import MBPP_TEST_IDS, MBPPError, read_mbpp
 
@@ -51,16 +53,25 @@ class Problem:
     solution: str | None = None
     """The reference program that should pass `test` (HumanEval's prompt + canonical
     solution, MBPP's code); None where the data has none."""
+    preamble: str = ""
+    """Code a chat answer runs after (LeetCodeDataset's imports); the base prompt starts
+    with it already."""
 
     def program(self, completion: str, kind: PromptKind) -> str:
         """The code to run: the model's code followed by nothing else (tests go separately)."""
         if kind == "base":
             return self.base_prompt + completion
         code = extract_code(completion)
-        if self.entry_point and f"def {self.entry_point}" not in code:
+        if self.entry_point and f"def {function_name(self.entry_point)}" not in code:
             # Some chat models answer with the body only; give it the signature.
             return self.base_prompt + code
-        return code
+        return self.preamble + code
+
+
+def function_name(entry_point: str) -> str:
+    """The name of the function the tests call: "Solution().twoSum" calls twoSum."""
+    names = re.findall(r"\w+", entry_point)
+    return names[-1] if names else entry_point
 
 
 def load_problems(benchmark: str, mbpp_path: Path | None = None) -> list[Problem]:
@@ -93,6 +104,42 @@ def humaneval_problem(row: dict) -> Problem:
         test,
         row["entry_point"],
         solution=None if solution is None else row["prompt"] + solution,
+    )
+
+
+LEETCODE_ASK = "Please complete the following python code precisely:"
+"""The line between a LeetCodeDataset query's statement and its starter code."""
+
+
+def leetcode_problem(row: dict) -> Problem:
+    """A problem in LeetCodeDataset's format (HumanEval's fields, and `query`): `prompt` holds
+    only the imports, `query` the statement and the starter code (`class Solution:` and the
+    method's signature) in a ```python block, `entry_point` is "Solution().method", and
+    `completion` the reference solution.
+
+    A chat model is asked the query as it is. A base model continues the imports, the
+    starter code and the statement as the method's docstring, as HumanEval asks.
+    Raises ValueError when the query shows no starter code for the entry point.
+    """
+    query = row["query"]
+    blocks = [body for tag, body in FENCE.findall(query) if tag.lower() in ("", "python")]
+    if not blocks or f"def {function_name(row['entry_point'])}" not in blocks[-1]:
+        raise ValueError("its last ```python block does not define the entry point")
+    starter = blocks[-1].rstrip() + "\n"
+    # A raw docstring, so the statement's backslashes stay as written.
+    statement = query.split(LEETCODE_ASK)[0].strip().replace('"""', "'''")
+    indent = " " * 8  # a method's body in LeetCode's starter code
+    docstring = f'{indent}r"""\n' + textwrap.indent(statement, indent) + f'\n{indent}"""\n'
+    preamble = row["prompt"].rstrip() + "\n\n"
+    solution = row.get("completion")
+    return Problem(
+        str(row["task_id"]),
+        preamble + starter + docstring,
+        query,
+        f"{row['test']}\n\ncheck({row['entry_point']})\n",
+        row["entry_point"],
+        solution=None if solution is None else preamble + solution,
+        preamble=preamble,
     )
 
 

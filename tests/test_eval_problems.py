@@ -94,7 +94,7 @@ BAD = [
     ("\n\n", "holds no problems"),
     (
         lines(GOOD, {"task_id": 2, "text": "x", "test_list": ["assert 1"]}),
-        "mixes HumanEval's format \\(first at line 1\\) and MBPP's \\(first at line 2\\)",
+        "mixes HumanEval's format \\(first at line 1\\) and MBPP's format \\(first at line 2\\)",
     ),
     (lines({"task_id": 1, "question": "?"}), "line 1: neither HumanEval's format"),
 ]
@@ -112,11 +112,10 @@ def test_a_bad_problem_file_is_named_with_its_line_and_field(
 
 
 def test_a_file_whose_prompts_ask_nothing_is_refused(tmp_path: Path) -> None:
-    # LeetCodeDataset's layout: imports in `prompt`, the statement in `query`.
+    # LeetCodeDataset's layout without its `query`: only imports in `prompt`.
     leetcode = {
         "task_id": "two-sum",
         "prompt": "from typing import *\n",
-        "query": "Given nums",
         "entry_point": "Solution().twoSum",
         "test": "def check(candidate): pass",
     }
@@ -127,6 +126,72 @@ def test_a_file_whose_prompts_ask_nothing_is_refused(tmp_path: Path) -> None:
     # One row that asks is enough to read the file: its other rows are the user's own.
     path.write_text(lines(GOOD, leetcode))
     assert [p.task_id for p in read_problem_file(path).problems] == ["t/0", "two-sum"]
+
+
+LEETCODE = {
+    "task_id": "pair-sum",
+    "prompt": "from typing import *\n\ninf = float('inf')\n",
+    "query": (
+        "Given a list nums and a number target, return the indices i < j of the two numbers "
+        'that add up to target ("\\n" is not a number).\n \n'
+        "Please complete the following python code precisely:\n```python\nclass Solution:\n"
+        "    def pairSum(self, nums: List[int], target: int) -> List[int]:\n```"
+    ),
+    "entry_point": "Solution().pairSum",
+    "test": (
+        "def check(candidate):\n    assert candidate(nums=[2, 7, 11], target=9) == [0, 1]\n"
+        "    assert candidate(nums=[3, 2, 4], target=6) == [1, 2]\n"
+    ),
+    "completion": (
+        "class Solution:\n    def pairSum(self, nums: List[int], target: int) -> List[int]:\n"
+        "        seen = {}\n        for j, n in enumerate(nums):\n"
+        "            if target - n in seen:\n                return [seen[target - n], j]\n"
+        "            seen[n] = j\n"
+    ),
+}
+"""A problem in LeetCodeDataset's layout (our own text): imports in `prompt`, the statement
+and starter code in `query`, the reference in `completion`."""
+
+
+def test_leetcode_rows_ask_the_query_and_run_with_their_imports(tmp_path: Path) -> None:
+    path = tmp_path / "leetcode.jsonl.gz"
+    path.write_bytes(gzip.compress(lines(LEETCODE, {**LEETCODE, "task_id": "pair-sum-2"}).encode()))
+    found = read_problem_file(path)
+    assert found.format == "leetcode" and "LeetCodeDataset's format" in found.describe()
+    problem = found.problems[0]
+    assert problem.instruction == LEETCODE["query"]  # a chat model is asked the query
+    # A base model continues the imports, the starter code and the statement as docstring.
+    assert problem.base_prompt.startswith(LEETCODE["prompt"])
+    assert '    def pairSum(self, nums: List[int], target: int) -> List[int]:\n        r"""\n' in (
+        problem.base_prompt
+    )
+    assert problem.base_prompt.endswith('("\\n" is not a number).\n        """\n')
+    body = LEETCODE["completion"].split("-> List[int]:\n")[1]
+    answer = f"Here it is:\n```python\n{LEETCODE['completion']}```"
+    programs = {
+        "reference": problem.solution,
+        "base": problem.program(body, "base"),
+        "chat": problem.program(answer, "instruct"),  # needs the imports for List
+        "wrong": problem.program(answer.replace("[seen[target - n], j]", "[j]"), "instruct"),
+    }
+    rows = [{**LEETCODE, "task_id": name, "completion": code} for name, code in programs.items()]
+    # Each program as the reference of a problem whose imports are empty: the check then
+    # runs exactly that program against the tests.
+    check = tmp_path / "check.jsonl"
+    check.write_text(lines(*({**row, "prompt": "#"} for row in rows)))
+    checked = check_solutions(read_problem_file(check).problems, RunConfig(), lambda _: None)
+    assert sorted(checked.passed) == ["base", "chat", "reference"]
+    assert [task for task, _, _ in checked.failed] == ["wrong"]
+
+
+def test_a_leetcode_row_without_starter_code_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "leetcode.jsonl"
+    path.write_text(lines({**LEETCODE, "query": "Add two numbers."}))
+    with pytest.raises(FileError, match=r"line 1: field `query`: its last ```python block"):
+        read_problem_file(path)
+    path.write_text(lines(LEETCODE, GOOD))
+    with pytest.raises(FileError, match=r"mixes HumanEval's format \(first at line 2\) and "):
+        read_problem_file(path)
 
 
 def test_other_file_troubles_are_named(tmp_path: Path) -> None:
