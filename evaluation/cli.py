@@ -100,7 +100,8 @@ def add_problem_options(parser: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="your own problems: a .jsonl, .jsonl.gz or .json (array) file in HumanEval's "
         "format (task_id, prompt, entry_point, test, optional canonical_solution) or MBPP's "
-        "(task_id, text, test_list, optional test_setup_code and code); every row is a problem",
+        "(task_id, text, test_list, optional test_setup_code and code) or LeetCodeDataset's "
+        "(HumanEval's fields with query; optional completion); every row is a problem",
     )
     parser.add_argument(
         "--mbpp", type=Path, help="local mbpp.jsonl for --benchmark mbpp (default: the Hub)"
