@@ -87,6 +87,14 @@ def test_split_all_reads_every_solved_puzzle(puzzles: Path) -> None:
     assert report["outside_split"] == 0 and report["without_solution"] == 1
 
 
+def test_limit_counts_the_rows_of_the_split_only(puzzles: Path) -> None:
+    rows = json.loads(puzzles.read_text())
+    puzzles.write_text(json.dumps([rows[2], rows[0], {**rows[0], "name": "Study_1:2"}]))
+    # The test puzzle first: a limit that counted it would leave one train row.
+    examples, [report] = load_examples([SourceConfig(str(puzzles), format="p3", limit=2)])
+    assert len(examples) == 2 and report["outside_split"] == 1
+
+
 def test_a_missing_split_file_is_named(puzzles: Path) -> None:
     (puzzles.parent / "split.json").unlink()
     with pytest.raises(DataError, match="split.json beside the file.*split: all"):

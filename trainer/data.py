@@ -256,7 +256,8 @@ def _read(
     examples = []
     columns: dict[str, None] = {}  # the rows' keys in order seen, for "no row fits" messages
     for index, row in rows:
-        if source.limit is not None and report["rows"] - report["outside_task_ids"] >= source.limit:
+        left_out = report["outside_task_ids"] + report.get("outside_split", 0)
+        if source.limit is not None and report["rows"] - left_out >= source.limit:
             break
         report["rows"] += 1
         try:

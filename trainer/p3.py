@@ -67,8 +67,15 @@ def split_names(source_path: str, split: str) -> set[str] | None:
 def select(
     rows: Iterator[tuple[int, Any]], names: set[str] | None, report: dict
 ) -> Iterator[tuple[int, Any]]:
-    """The rows of the chosen puzzles that have a reference solution; counts the others."""
+    """The rows of the chosen puzzles that have a reference solution; counts the others
+    in `report` (from the call on, so an empty file reports zeros too)."""
     report |= {"outside_split": 0, "without_solution": 0}
+    return _select(rows, names, report)
+
+
+def _select(
+    rows: Iterator[tuple[int, Any]], names: set[str] | None, report: dict
+) -> Iterator[tuple[int, Any]]:
     for index, row in rows:
         if isinstance(row, dict) and isinstance(row.get("name"), str):
             if names is not None and row["name"].split(":")[0] not in names:
