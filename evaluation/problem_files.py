@@ -32,7 +32,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from evaluation.problems import Problem, humaneval_problem, leetcode_problem, mbpp_problem
+from evaluation.problems import (
+    Problem,
+    function_name,
+    humaneval_problem,
+    leetcode_problem,
+    mbpp_problem,
+)
 
 FORMATS = {
     "humaneval": "HumanEval's format",
@@ -110,11 +116,13 @@ def _refuse_unasked(path: Path, rows: list[tuple[str, Any]]) -> None:
     """Refuse a file whose prompts never name the function its tests call: the model would
     be asked nothing (LeetCodeDataset's rows without their `query`, say, hold only imports
     in `prompt`)."""
-    names = [(where, re.findall(r"\w+", row["entry_point"])[-1:], row) for where, row in rows]
-    if any(name and name[0] in row["prompt"] for _, name, row in names):
+    # An entry point with no name in it ("()", say) names nothing a prompt could hold.
+    names = [(where, function_name(row["entry_point"]), row) for where, row in rows]
+    names = [(where, name if re.search(r"\w", name) else "", row) for where, name, row in names]
+    if any(name and name in row["prompt"] for _, name, row in names):
         return
     where, name, _ = names[0]
-    called = f"`{name[0]}`, the function `test` calls" if name else "its entry point"
+    called = f"`{name}`, the function `test` calls" if name else "its entry point"
     raise FileError(
         f"{path}, {where}: field `prompt` does not name {called}, and no other row's prompt "
         "names its own: the model would be asked nothing about what to write. In HumanEval's "
