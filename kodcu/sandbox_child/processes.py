@@ -73,27 +73,67 @@ def descendants(table: dict[int, tuple[int, int]], root: int) -> list[int]:
     return found
 
 
-def marked_processes(marker: bytes) -> list[int]:
-    """Processes whose environment holds `marker` (a whole `NAME=value` entry, or a `NAME=`
-    prefix): every process a run started carries its marker unless it replaced its
-    environment."""
-    found = []
-    if LINUX:
-        for name in os.listdir("/proc"):
-            if not name.isdigit() or int(name) == os.getpid():
+def scan_marked(marker: bytes) -> tuple[list[int], list[int]]:
+    """The processes whose environment holds `marker` (a whole `NAME=value` entry, or a
+    `NAME=` prefix), and those whose environment cannot be seen yet because they are in
+    the middle of an exec (Linux only). Every process a run started carries its marker
+    unless it replaced its environment."""
+    found: list[int] = []
+    unsettled: list[int] = []
+    if not LINUX:
+        return _psutil_marked(marker), unsettled
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) == os.getpid():
+            continue
+        environ = _environ(name)
+        if environ == b"\0":  # empty: perhaps in the middle of an exec
+            in_exec = _in_exec(name)
+            if in_exec:
+                unsettled.append(int(name))
                 continue
-            try:
-                with open(f"/proc/{name}/environ", "rb") as f:
-                    environ = b"\0" + f.read()
-            except OSError:
-                continue  # gone, or not ours to read
-            if b"\0" + marker in environ:
-                found.append(int(name))
-        return found
+            if in_exec is False:  # it may have finished its exec since the first look
+                environ = _environ(name)
+        if environ is not None and b"\0" + marker in environ:
+            found.append(int(name))
+    return found, unsettled
+
+
+def _environ(name: str) -> bytes | None:
+    """Process `name`'s environment after a NUL; None if it is gone or not ours to read."""
+    try:
+        with open(f"/proc/{name}/environ", "rb") as f:
+            return b"\0" + f.read()
+    except OSError:
+        return None
+
+
+PF_KTHREAD = 0x00200000
+
+
+def _in_exec(name: str) -> bool | None:
+    """Whether process `name` is between an exec's new address space and its environment;
+    None for one with no environment to wait for (a kernel thread, a zombie, one gone).
+    A parent that started it with vfork (Python's subprocess does) resumes at that point,
+    before the environment is in place: for a moment it reads as empty, and a scan would
+    miss a marked process. Its end address (env_end, field 51 of /proc/PID/stat) is 0
+    until then; a process whose environment really is empty has it set."""
+    try:
+        with open(f"/proc/{name}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    fields = stat[stat.rfind(b")") + 2 :].split()  # fields[0] is field 3 (the state)
+    if len(fields) < 49 or fields[0] in (b"Z", b"X") or int(fields[6]) & PF_KTHREAD:
+        return None
+    return int(fields[48]) == 0
+
+
+def _psutil_marked(marker: bytes) -> list[int]:
     try:
         import psutil
     except ImportError:
-        return found
+        return []
+    found = []
     name, _, value = marker.decode().partition("=")
     for process in psutil.process_iter():
         try:
@@ -107,13 +147,14 @@ def marked_processes(marker: bytes) -> list[int]:
 
 def kill_marked(marker: bytes, timeout_s: float = 5.0) -> int:
     """SIGKILL every process carrying `marker` until none is left; returns how many.
-    Repeated because a process may start another between the look and the kill, and
+    Repeated because a process may start another between the look and the kill, because
+    a process in the middle of an exec shows its environment only a moment later, and
     because on a busy machine a killed process can take a while to be gone."""
     killed: set[int] = set()
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        pids = marked_processes(marker)
-        if not pids:
+        pids, unsettled = scan_marked(marker)
+        if not pids and not unsettled:
             break
         killed.update(pid for pid in pids if kill(pid))
         time.sleep(0.002)
