@@ -25,6 +25,7 @@ from trainer.features import (
     render_prompt,
     verify_packing,
 )
+from trainer.packed_attention import PACKED_SDPA
 from trainer.train import load_model
 
 EXAMPLES = [Example(**row, source="rows.jsonl", row=i) for i, row in enumerate(TRAIN_ROWS)]
@@ -178,7 +179,7 @@ def test_packing_fills_rows_best_fit_decreasing_and_keeps_data_order_within_a_ro
 
 
 @pytest.mark.parametrize("architecture", ARCHITECTURES)
-@pytest.mark.parametrize("attention", ["sdpa", "eager"])
+@pytest.mark.parametrize("attention", ["sdpa", "eager", PACKED_SDPA])
 def test_a_packed_row_gives_each_example_the_loss_it_has_alone(
     tmp_path, architecture: str, attention: str
 ) -> None:

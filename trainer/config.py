@@ -46,7 +46,9 @@ class ModelConfig:
     gradient_checkpointing: bool = False
     """Recompute activations in the backward pass: less memory, about 30% slower."""
     attn_implementation: str | None = None
-    """sdpa, eager or flash_attention_2; None takes transformers' default for the model."""
+    """sdpa, eager or flash_attention_2; None takes transformers' default for the model,
+    except that packed rows on a CPU get attention one example at a time (the same
+    result as sdpa with the packing mask, without the masked work; packed_attention.py)."""
 
 
 @dataclass

@@ -43,6 +43,8 @@ from trainer.features import (
 )
 from trainer.hygiene import apply_hygiene
 from trainer.output import CHECKPOINTS, RUNS, check_output_dir, checkpoint_epoch, write_adapter
+from trainer.packed_attention import PACKED_SDPA
+from trainer.packed_attention import register as register_packed_attention
 
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 
@@ -204,8 +206,12 @@ def load_model(config: TrainConfig, device: str, dtype: torch.dtype) -> Any:
     from transformers import AutoModelForCausalLM
 
     options: dict[str, Any] = {"revision": config.model.revision, "dtype": dtype}
+    register_packed_attention()  # so that attn_implementation may also name it
     if config.model.attn_implementation:
         options["attn_implementation"] = config.model.attn_implementation
+    elif config.data.packing and device == "cpu":
+        # Packed rows: attention one example at a time, not over the whole masked row.
+        options["attn_implementation"] = PACKED_SDPA
     quantized = config.model.quantization == "4bit"
     if quantized:
         options["quantization_config"] = _bnb_config(device, dtype)
