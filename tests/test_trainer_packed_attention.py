@@ -39,11 +39,12 @@ def packed_batch(examples: int = 6) -> dict[str, torch.Tensor]:
     return Collator(pad_token_id=0)([RowDataset(rows)[i] for i in range(len(rows))])
 
 
-def loss_and_grads(folder: Path, attention: str, batch: dict) -> tuple[float, list[torch.Tensor]]:
+def loss_and_grads(
+    folder: Path, attention: str, batch: dict, window: int | None
+) -> tuple[float, list[torch.Tensor]]:
     register()
-    # Gemma 3: a window longer than any example, so its sliding layers go per example too.
-    window = {"sliding_window": 4096} if "gemma3" in folder.name else {}
-    base = AutoModelForCausalLM.from_pretrained(folder, attn_implementation=attention, **window)
+    options = {"sliding_window": window} if window else {}
+    base = AutoModelForCausalLM.from_pretrained(folder, attn_implementation=attention, **options)
     base.config.use_cache = False
     torch.manual_seed(1)  # the same LoRA A and B on both sides
     model = get_peft_model(base, LoraConfig(r=4, lora_dropout=0.0, target_modules="all-linear"))
@@ -55,19 +56,26 @@ def loss_and_grads(folder: Path, attention: str, batch: dict) -> tuple[float, li
     return loss.item(), [p.grad for p in model.parameters() if p.requires_grad]
 
 
-@pytest.mark.parametrize("architecture", ["llama", "gemma3"])  # 2 and 4 query heads per kv head
+@pytest.mark.parametrize(
+    ("architecture", "window"),
+    [
+        ("llama", None),  # 2 query heads per key/value head, no sliding window
+        ("gemma3", None),  # 4 per head; a window of 16, shorter than the examples
+        ("gemma3", 4096),  # a window longer than every example: causal within each
+    ],
+)
 def test_same_loss_and_lora_gradients_as_sdpa_with_the_packing_mask(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, architecture: str
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, architecture: str, window: int | None
 ):
     folder = tiny_model(tmp_path / architecture, architecture)
     batch = packed_batch()
-    loss, grads = loss_and_grads(folder, "sdpa", dict(batch))
+    loss, grads = loss_and_grads(folder, "sdpa", dict(batch), window)
 
     def no_fallback(*args, **kwargs):
         raise AssertionError("packed rows went to sdpa over the masked row")
 
     monkeypatch.setattr(hf_sdpa, "sdpa_attention_forward", no_fallback)
-    packed_loss, packed_grads = loss_and_grads(folder, PACKED_SDPA, dict(batch))
+    packed_loss, packed_grads = loss_and_grads(folder, PACKED_SDPA, dict(batch), window)
     assert packed_loss == pytest.approx(loss, rel=1e-5)
     difference = sum(((a - b) ** 2).sum() for a, b in zip(packed_grads, grads, strict=True))
     norm = sum((g**2).sum() for g in grads)
