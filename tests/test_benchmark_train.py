@@ -90,3 +90,19 @@ def test_a_shape_with_a_smaller_vocabulary_gets_a_tokenizer_of_its_size(
     assert max(ids) < 300 and tokenizer.decode(ids, skip_special_tokens=True) == text
     model = AutoModelForCausalLM.from_pretrained(folder)
     assert model(input_ids=torch.tensor([ids])).logits.shape == (1, len(ids), 300)
+
+
+def test_the_profile_splits_a_packed_step_into_its_parts(tmp_path: Path) -> None:
+    model = tiny_model(tmp_path / "model", "gemma3")
+    data = write_rows(tmp_path / "rows.jsonl", rows())
+    command = [sys.executable, str(REPO / "benchmarks" / "train_profile.py"), "--model"]
+    command += [str(model), "--data", str(data), "--rows", "16", "--seq", "256"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    table = [line for line in done.stdout.splitlines() if line.startswith("| ")][2:]
+    parts = {line.split(" | ")[0].removeprefix("| "): line.split(" | ") for line in table}
+    assert list(parts) == ["output layer + loss", "body matmuls", "attention", "other"]
+    shares = [int(cells[2].removesuffix("%")) for cells in parts.values()]
+    assert 98 <= sum(shares) <= 102  # every op of the step falls in one part
+    assert all(float(cells[1]) > 0 for cells in parts.values())
+    assert "the step's matrix products at the reference rates alone" in done.stdout
