@@ -14,15 +14,9 @@ import pytest
 from kodcu.sandbox import Sandbox
 from kodcu.sandbox_child.processes import kill_marked, scan_marked
 from tests.hostile_programs import HOSTILE, LIMITS
+from tests.test_sandbox import running
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
-
-
-def running(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
 
 
 def test_a_grandchild_still_in_its_exec_when_the_supervisor_dies_is_killed():

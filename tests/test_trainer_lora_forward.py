@@ -15,6 +15,8 @@ from peft import LoraConfig, get_peft_model
 from peft.tuners.lora.layer import Linear as LoraLinear
 from transformers import AutoModelForCausalLM
 
+from tests.test_trainer_loss import loss_and_grads as loss_grads
+from tests.test_trainer_loss import relative_error
 from tests.tiny_models import tiny_model
 from trainer.config import TrainConfig, from_dict
 from trainer.lora_forward import _folded_forward, fold_lora_forward
@@ -40,17 +42,9 @@ def a_batch() -> dict[str, torch.Tensor]:
     return {"input_ids": ids, "labels": labels}
 
 
-def loss_and_grads(model: torch.nn.Module, batch: dict) -> tuple[float, list[torch.Tensor]]:
-    model.zero_grad()
+def loss_and_grads(model: torch.nn.Module, batch: dict) -> tuple[float, dict[str, torch.Tensor]]:
     torch.manual_seed(7)  # the same dropout masks, if the same random numbers are drawn
-    loss = model(**batch).loss
-    loss.backward()
-    return loss.item(), [p.grad.clone() for p in model.parameters() if p.requires_grad]
-
-
-def relative(grads: list[torch.Tensor], reference: list[torch.Tensor]) -> float:
-    difference = sum(((g - r) ** 2).sum() for g, r in zip(grads, reference, strict=True))
-    return float((difference / sum((r**2).sum() for r in reference)) ** 0.5)
+    return loss_grads(model, lambda: model(**batch).loss)
 
 
 @pytest.mark.parametrize("architecture", ["llama", "gemma3"])
@@ -62,7 +56,7 @@ def test_same_loss_gradients_and_dropout_masks_as_peft(tmp_path: Path, architect
     assert fold_lora_forward(model) == 14
     folded_loss, folded_grads = loss_and_grads(model, batch)
     assert folded_loss == pytest.approx(loss, rel=1e-5)
-    assert relative(folded_grads, grads) < 1e-5
+    assert relative_error(folded_grads, grads) < 1e-5
     # Other masks give another loss: the comparison above did see the same masks.
     model.zero_grad()
     torch.manual_seed(8)
