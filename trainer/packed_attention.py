@@ -70,7 +70,7 @@ def packed_sdpa_forward(
     **kwargs: Any,
 ) -> tuple[torch.Tensor, None]:
     """transformers' attention-function interface; returns ((B, T, H, D), None)."""
-    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+    from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
 
     bounds = _usable_bounds(query, attention_mask, position_ids, dropout, kwargs)
     if bounds is None:
@@ -84,7 +84,7 @@ def packed_sdpa_forward(
         parts = []
         for start, end in row_bounds:
             q = query[b : b + 1, :, start:end]  # (1, H, t, D)
-            k, v = (_repeat(x[b : b + 1, :, start:end], groups) for x in (key, value))
+            k, v = (repeat_kv(x[b : b + 1, :, start:end], groups) for x in (key, value))
             if window is None or end - start <= window:  # plain causal within the example
                 part = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scaling)
             else:  # longer than the sliding window: the mask's own block for this example
@@ -112,10 +112,3 @@ def _usable_bounds(
     ):
         return None  # an example longer than the window would need the mask's own block
     return example_bounds(position_ids)
-
-
-def _repeat(x: torch.Tensor, groups: int) -> torch.Tensor:
-    """Key/value heads shared by `groups` query heads each: (1, Hkv, t, D) -> (1, H, t, D)."""
-    if groups == 1:
-        return x
-    return x.repeat_interleave(groups, dim=1)

@@ -34,17 +34,24 @@ def process_table() -> dict[int, tuple[int, int]]:
     for name in os.listdir("/proc"):
         if not name.isdigit():
             continue
-        try:
-            with open(f"/proc/{name}/stat", "rb") as f:
-                stat = f.read()
-        except OSError:
+        fields = _stat_fields(name)
+        if fields is None:
             continue  # it ended while we looked
-        # The command name may hold spaces and parentheses: the fields start after the last ')'.
-        fields = stat[stat.rfind(b")") + 2 :].split()
         if fields[0] in (b"Z", b"X"):
             continue
         table[int(name)] = (int(fields[1]), int(fields[21]) * page)
     return table
+
+
+def _stat_fields(name: str) -> list[bytes] | None:
+    """The fields of /proc/NAME/stat from field 3 (the state) on; None if it is gone."""
+    try:
+        with open(f"/proc/{name}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    # The command name may hold spaces and parentheses: the fields start after the last ')'.
+    return stat[stat.rfind(b")") + 2 :].split()
 
 
 def _psutil_table() -> dict[int, tuple[int, int]]:
@@ -117,13 +124,13 @@ def _in_exec(name: str) -> bool | None:
     before the environment is in place: for a moment it reads as empty, and a scan would
     miss a marked process. Its end address (env_end, field 51 of /proc/PID/stat) is 0
     until then; a process whose environment really is empty has it set."""
-    try:
-        with open(f"/proc/{name}/stat", "rb") as f:
-            stat = f.read()
-    except OSError:
-        return None
-    fields = stat[stat.rfind(b")") + 2 :].split()  # fields[0] is field 3 (the state)
-    if len(fields) < 49 or fields[0] in (b"Z", b"X") or int(fields[6]) & PF_KTHREAD:
+    fields = _stat_fields(name)
+    if (
+        fields is None
+        or len(fields) < 49
+        or fields[0] in (b"Z", b"X")
+        or int(fields[6]) & PF_KTHREAD
+    ):
         return None
     return int(fields[48]) == 0
 
