@@ -178,6 +178,15 @@ def test_packing_fills_rows_best_fit_decreasing_and_keeps_data_order_within_a_ro
     assert [len(row.input_ids) for row in rows] == [10, 10]
 
 
+def test_packing_in_order_fills_each_row_until_the_next_example_does_not_fit() -> None:
+    encoded = [Encoded([n] * n, [IGNORE_INDEX] + [n] * (n - 1)) for n in (6, 5, 4, 3, 2)]
+    rows = pack(encoded, max_length=10, strategy="in_order")
+    assert [pieces(row) for row in rows] == [[[6] * 6], [[5] * 5, [4] * 4], [[3] * 3, [2] * 2]]
+    assert [row.position_ids for row in rows][1] == [*range(5), *range(4)]
+    with pytest.raises(ValueError, match="'wrapped' is not best_fit or in_order"):
+        pack(encoded, max_length=10, strategy="wrapped")
+
+
 @pytest.mark.parametrize("architecture", ARCHITECTURES)
 @pytest.mark.parametrize("attention", ["sdpa", "eager", PACKED_SDPA])
 def test_a_packed_row_gives_each_example_the_loss_it_has_alone(

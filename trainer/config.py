@@ -63,6 +63,10 @@ class DataConfig:
     """Longest row in tokens. Longer rows lose the end of their response."""
     packing: bool = False
     """Put several examples into each row of max_length tokens (attention stays within each)."""
+    packing_strategy: Literal["best_fit", "in_order"] = "best_fit"
+    """best_fit: longest examples first, each into the fullest row that holds it (rows about
+    95% full, fewest rows); in_order: rows filled in data order (more, emptier rows, so more
+    optimizer steps per epoch: how Kodcu packed before best_fit)."""
     template: Literal["alpaca", "model"] = "alpaca"
     """alpaca: Kodcu's Alpaca chat template; model: the base tokenizer's own chat template."""
 

@@ -169,13 +169,14 @@ def prepare_data(config: TrainConfig, tokenizer: Any) -> PreparedData:
         "dropped_for_length_rows": train_stats.dropped_rows + validation_stats.dropped_rows,
         "template": config.data.template,
         "max_length": max_length,
-        "packing": {"enabled": config.data.packing},
+        "packing": {"enabled": config.data.packing, "strategy": config.data.packing_strategy},
     }
     train_data: list[Encoded] | list[Packed] = train
     validation_data: list[Encoded] | list[Packed] = validation
     if config.data.packing:
-        train_data = pack(train, max_length)
-        validation_data = pack(validation, max_length)
+        strategy = config.data.packing_strategy
+        train_data = pack(train, max_length, strategy)
+        validation_data = pack(validation, max_length, strategy)
         report["packing"].update(train_rows=len(train_data), validation_rows=len(validation_data))
     _summarize(report, train_stats)
     return PreparedData(train_data, validation_data, train, report)
@@ -196,8 +197,8 @@ def _summarize(report: dict, stats: TokenStats) -> None:
     packing = report["packing"]
     if packing["enabled"]:
         say(
-            f"packing: {report['train_rows']} examples in {packing['train_rows']} rows "
-            f"of up to {report['max_length']} tokens"
+            f"packing ({packing['strategy']}): {report['train_rows']} examples in "
+            f"{packing['train_rows']} rows of up to {report['max_length']} tokens"
         )
 
 
