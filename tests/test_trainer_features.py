@@ -183,7 +183,7 @@ def test_packing_in_order_fills_each_row_until_the_next_example_does_not_fit() -
     rows = pack(encoded, max_length=10, strategy="in_order")
     assert [pieces(row) for row in rows] == [[[6] * 6], [[5] * 5, [4] * 4], [[3] * 3, [2] * 2]]
     assert [row.position_ids for row in rows][1] == [*range(5), *range(4)]
-    with pytest.raises(ValueError, match="'wrapped' is not best_fit or in_order"):
+    with pytest.raises(ValueError, match=r"'wrapped' is not one of \['best_fit', 'in_order'\]"):
         pack(encoded, max_length=10, strategy="wrapped")
 
 

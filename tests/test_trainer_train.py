@@ -19,8 +19,9 @@ from kodcu.prompt import ALPACA_CHAT_TEMPLATE
 from tests.tiny_models import ARCHITECTURES, tiny_model, write_rows
 from trainer.cli import main
 from trainer.config import TrainConfig, from_dict
+from trainer.features import pack
 from trainer.output import KODCU_JSON_KEYS, OutputDirError
-from trainer.train import TrainError, load_tokenizer, run
+from trainer.train import TrainError, load_tokenizer, prepare_data, run
 
 REPO = Path(__file__).resolve().parents[1]
 GEMMA3_HF = Path(__file__).resolve().parents[2] / "shared" / "tools" / "gemma3-hf"
@@ -224,6 +225,19 @@ def test_the_tokenizer_gets_the_template_right_padding_and_a_pad_token(tmp_path:
     assert len(tokenizer) == AutoModelForCausalLM.from_pretrained(base).config.vocab_size
     with pytest.raises(TrainError, match="data.template is 'model', but .* has no chat template"):
         load_tokenizer(make_config(tmp_path, base, data={"template": "model"}))
+
+
+@pytest.mark.parametrize("strategy", ["best_fit", "in_order"])
+def test_data_packing_strategy_chooses_how_rows_are_packed(tmp_path: Path, strategy: str) -> None:
+    base = tiny_model(tmp_path / "base", "llama")
+    data = {"packing": True, "packing_strategy": strategy, "max_length": 200}
+    config = make_config(tmp_path, base, data=data, sources={"limit": None})
+    prepared = prepare_data(config, load_tokenizer(config))
+    assert prepared.report["packing"]["strategy"] == strategy
+    encoded = prepared.train_encoded
+    assert prepared.train == pack(encoded, 200, strategy)
+    # The two strategies place these rows differently, so the check above tells them apart.
+    assert pack(encoded, 200, "best_fit") != pack(encoded, 200, "in_order")
 
 
 def cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:

@@ -210,21 +210,24 @@ class Packed:
 
 
 def pack(encoded: list[Encoded], max_length: int, strategy: str = "best_fit") -> list[Packed]:
-    """Fill rows of up to max_length tokens with whole examples, best-fit decreasing
-    (strategy "in_order": each row filled in data order until the next example does not fit).
+    """Fill rows of up to max_length tokens with whole examples, placed by `strategy`
+    (a key of PACKING_STRATEGIES). Within a row the examples keep their data order.
 
-    Longest examples first, each into the row with the least room that still holds it (a
-    new row when none does): rows come out about 95% full on instruction data, where
-    filling them in data order left a fifth of every row as padding that the model still
-    computes. Within a row the examples keep their data order. An example is never split
-    across rows (every example is at most max_length long after truncation). The first
-    token of every example is a prompt token, so no label asks a row to predict the next
-    example from the end of the previous one.
+    An example is never split across rows (every example is at most max_length long after
+    truncation). The first token of every example is a prompt token, so no label asks a
+    row to predict the next example from the end of the previous one.
     """
-    if strategy == "in_order":
-        return [_packed_row(encoded, indexes) for indexes in _in_order(encoded, max_length)]
-    if strategy != "best_fit":
-        raise ValueError(f"packing strategy {strategy!r} is not best_fit or in_order")
+    if strategy not in PACKING_STRATEGIES:
+        raise ValueError(f"packing strategy {strategy!r} is not one of {list(PACKING_STRATEGIES)}")
+    members = PACKING_STRATEGIES[strategy](encoded, max_length)
+    return [_packed_row(encoded, sorted(indexes)) for indexes in members]
+
+
+def _best_fit(encoded: list[Encoded], max_length: int) -> list[list[int]]:
+    """Best-fit decreasing: longest examples first, each into the row with the least room
+    that still holds it (a new row when none does). Rows come out about 95% full on
+    instruction data, where filling them in data order left a fifth of every row as
+    padding that the model still computes."""
     order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i].input_ids))  # stable
     members: list[list[int]] = []  # the examples of each row
     rooms: list[tuple[int, int]] = []  # (room left, row), sorted: the best fit is a bisect
@@ -238,11 +241,12 @@ def pack(encoded: list[Encoded], max_length: int, strategy: str = "best_fit") ->
             members.append([])
         members[row].append(index)
         bisect.insort(rooms, (room - length, row))
-    return [_packed_row(encoded, sorted(indexes)) for indexes in members]
+    return members
 
 
 def _in_order(encoded: list[Encoded], max_length: int) -> list[list[int]]:
-    """The examples of each row when rows are filled in data order."""
+    """Each row filled in data order until the next example does not fit: more, emptier
+    rows than best fit, so more optimizer steps per epoch."""
     members: list[list[int]] = []
     length = max_length  # no row yet: the first example starts one
     for index, item in enumerate(encoded):
@@ -252,6 +256,10 @@ def _in_order(encoded: list[Encoded], max_length: int) -> list[list[int]]:
         members[-1].append(index)
         length += len(item.input_ids)
     return members
+
+
+PACKING_STRATEGIES = {"best_fit": _best_fit, "in_order": _in_order}
+"""data.packing_strategy -> the function that puts examples (by index) into rows."""
 
 
 def _packed_row(encoded: list[Encoded], indexes: list[int]) -> Packed:
