@@ -33,12 +33,11 @@ from pathlib import Path
 from evaluation.harvest import HarvestError, harvest, write_harvest
 from evaluation.loops import DRAFT_MODES
 from evaluation.models import ModelError, open_model
-from evaluation.problem_files import FileError, read_problem_file
+from evaluation.problem_files import FileError, read_problem_file, select_task_ids
 from evaluation.problems import BENCHMARKS, Problem, ProblemError, load_problems
 from evaluation.run import RESULTS, SAMPLES, RunConfig, RunError, evaluate
 from evaluation.score_samples import read_samples, score_samples
 from evaluation.solutions import check_solutions
-from kodcu.mbpp import in_ranges, parse_task_ids
 
 INPUT_ERRORS = (ProblemError, FileError)
 
@@ -109,8 +108,9 @@ def add_problem_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--task-ids",
         metavar="RANGES",
-        help="with --problems: only the problems whose task id (its last number) is in these "
-        "inclusive ranges, e.g. 601-974 for MBPP's train split in the full mbpp.jsonl",
+        help="with --problems: only these problems, as inclusive ranges of the task id's last "
+        "number (601-974: MBPP's train split in the full mbpp.jsonl) or whole task ids "
+        "(two-sum,climbing-stairs: LeetCodeDataset's), joined with commas",
     )
 
 
@@ -158,14 +158,9 @@ def problems_from_args(args: argparse.Namespace) -> tuple[list[Problem], dict[st
     problems = found.problems
     if args.task_ids:
         try:
-            ranges = parse_task_ids(args.task_ids)
+            problems = select_task_ids(problems, args.task_ids)
         except ValueError as error:
-            raise ProblemError(f"--task-ids {error}") from None
-        problems = [problem for problem in problems if in_ranges(problem.task_id, ranges)]
-        if not problems:
-            raise ProblemError(
-                f"--task-ids {args.task_ids}: no problem of {args.problems} is in it"
-            )
+            raise ProblemError(f"--task-ids {error} (in {args.problems})") from None
         print(f"problems: {len(problems)} with task ids in {args.task_ids}")
     return problems, {
         "benchmark": args.problems.name,

@@ -3,6 +3,7 @@ JSON rows of any file.
 
     found = read_problem_file(Path("examples/problems.jsonl"))
     found.format, found.sha256, len(found.problems)      # "humaneval", "3b1f...", 5
+    select_task_ids(found.problems, "601-974,two-sum")  # by number ranges and by name
 
 A file is JSON Lines (`.jsonl`, also gzipped as `.jsonl.gz`) or one JSON array (`.json`),
 in UTF-8 (a byte-order mark is fine). Its format is found from its rows, and one file holds
@@ -39,6 +40,7 @@ from evaluation.problems import (
     leetcode_problem,
     mbpp_problem,
 )
+from kodcu.mbpp import in_ranges, parse_task_ids
 
 FORMATS = {
     "humaneval": "HumanEval's format",
@@ -75,6 +77,30 @@ class ProblemFile:
             f"{self.path}: {len(self.problems)} problems in {FORMATS[self.format]} "
             f"(sha256 {self.sha256[:12]})"
         )
+
+
+def select_task_ids(problems: list[Problem], spec: str) -> list[Problem]:
+    """The problems `--task-ids` names, in the file's order. Parts joined with commas are
+    inclusive ranges of the task id's last number ("601-974", "7": MBPP's and HumanEval's
+    ids) or whole task ids ("two-sum": LeetCodeDataset's slugs). ValueError naming a range
+    that is empty, a task id the problems lack, or a selection that leaves nothing."""
+    numbers, names = [], []
+    for part in (part.strip() for part in spec.split(",")):
+        if not part:
+            raise ValueError(f"{spec!r}: an empty part; join ranges and task ids with commas")
+        if re.fullmatch(r"[\d\s-]+", part):
+            numbers += parse_task_ids(part)
+        else:
+            names.append(part)
+    present = {problem.task_id for problem in problems}
+    missing = [name for name in names if name not in present]
+    if missing:
+        raise ValueError(f"{spec!r}: no problem has the task id {', '.join(missing[:5])}")
+    wanted = set(names)
+    chosen = [p for p in problems if p.task_id in wanted or in_ranges(p.task_id, numbers)]
+    if not chosen:
+        raise ValueError(f"{spec!r}: no problem's task id is in these ranges")
+    return chosen
 
 
 def read_problem_file(path: Path) -> ProblemFile:

@@ -120,3 +120,34 @@ def test_task_ids_pick_a_split_out_of_a_problem_file(tmp_path: Path) -> None:
     assert results["config"]["task_ids"] == "2-99"
     bad = ["score", str(answers), "--problems", str(EXAMPLES / "mbpp_style.jsonl")]
     assert main([*bad, "--task-ids", "9-1", "--out", str(tmp_path / "bad")]) == 2
+
+
+def test_task_ids_pick_problems_by_name_and_by_number(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """LeetCodeDataset's task ids are slugs with no number: --task-ids takes whole ids,
+    and mixes them with number ranges."""
+    slugs = {"Kodcu/0": "clamp-a-number", "Kodcu/1": "initials", "Kodcu/2": "count-changes"}
+    rows = [{**row, "task_id": slugs.get(row["task_id"], row["task_id"])} for row in PROBLEMS]
+    problems = write_jsonl(tmp_path / "problems.jsonl", rows)
+    chosen = ("Kodcu/0", "Kodcu/1", "Kodcu/4")
+    samples = [
+        {**row, "task_id": slugs.get(row["task_id"], row["task_id"])}
+        for row in SAMPLES
+        if row["task_id"] in chosen
+    ]
+    answers = write_jsonl(tmp_path / "samples.jsonl", samples)
+    score = ["score", str(answers), "--problems", str(problems)]
+
+    out = tmp_path / "run"
+    assert main([*score, "--task-ids", "initials, clamp-a-number,4", "--out", str(out)]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert sorted(results["problems"]) == ["Kodcu/4", "clamp-a-number", "initials"]
+
+    bad = tmp_path / "bad"
+    assert main([*score, "--task-ids", "initials,two-sum", "--out", str(bad)]) == 2
+    error = capsys.readouterr().err
+    assert "no problem has the task id two-sum" in error and str(problems) in error
+    assert main([*score, "--task-ids", "initials,,4", "--out", str(bad)]) == 2
+    assert "an empty part" in capsys.readouterr().err
+    assert not bad.exists()
