@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import signal
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -246,7 +247,11 @@ def load_model(config: TrainConfig, device: str, dtype: torch.dtype) -> Any:
         bias="none",
         task_type="CAUSAL_LM",
     )
-    model = get_peft_model(model, lora)
+    with warnings.catch_warnings():
+        # PEFT asks transformers' deprecated is_gradient_checkpointing; the FutureWarning
+        # is about their code, not the user's, so it is not shown in every run's output.
+        warnings.filterwarnings("ignore", "`is_gradient_checkpointing` is deprecated")
+        model = get_peft_model(model, lora)
     if device == "cpu":
         # The LoRA scaling and sum inside one product: fewer sweeps over every output.
         fold_lora_forward(model)
