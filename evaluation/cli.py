@@ -334,10 +334,14 @@ def compare(argv: list[str]) -> int:
 
 def _changes(rows: list[tuple[str, dict]]) -> list[str]:
     """Which problems each run solves more or less often than the first run on the same
-    problems: the tasks behind a change in pass@k, to read before trusting it."""
+    problems, asked the same way (base or instruct prompt) where there is one: the tasks
+    behind a change in pass@k, to read before trusting it."""
     lines = []
     for name, results in rows[1:]:
-        first = next((row for row in rows if _same_problems(row[1], results)), None)
+        same = [row for row in rows if _same_problems(row[1], results)]
+        kind = results["config"].get("kind")
+        first = next((row for row in same if row[1]["config"].get("kind") == kind), None)
+        first = first or next(iter(same), None)
         if first is None or first[1] is results:
             continue
         base, other = first[1]["scores"]["problems"], results["scores"]["problems"]

@@ -77,19 +77,29 @@ def test_compare_names_the_problems_solved_more_and_less_often(tmp_path: Path) -
         "second": [("Kodcu/0", wrong), ("Kodcu/1", right["Kodcu/1"]), ("Kodcu/1", wrong)]
         + [("Kodcu/3", right["Kodcu/3"])],
     }
+    # The same answers as chat answers (fenced bodies): compared with the chat run of the
+    # first, not with its base-prompt run.
+    runs |= {f"{name}-chat": [(t, f"```python\n{b}```") for t, b in runs[name]] for name in runs}
+    runs["second-chat"][-1] = ("Kodcu/3", "```python\n    return None\n```")
     for name, rows in runs.items():
         rows += [(task, right[task]) for task in ("Kodcu/2", "Kodcu/4")]
         samples = [{"task_id": task, "completion": text} for task, text in rows]
         path = write_samples(tmp_path / f"{name}.jsonl", *samples)
-        command = score(str(path), "--problems", str(PROBLEMS), "--out", str(tmp_path / name))
+        prompt = ["--prompt", "instruct"] if name.endswith("chat") else []
+        command = score(str(path), "--problems", str(PROBLEMS), *prompt)
+        command += ["--out", str(tmp_path / name)]
         done = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=ROOT)
         assert done.returncode == 0, done.stderr
     compare = [sys.executable, "-m", "evaluation", "compare"]
-    compare += [str(tmp_path / "first"), str(tmp_path / "second")]
+    compare += [str(tmp_path / name) for name in ("first", "second", "first-chat", "second-chat")]
     compare += ["--plot", str(tmp_path / "compare.png")]
     shown = subprocess.run(compare, capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert shown.returncode == 0, shown.stderr
     assert "second against first: solved more often 1 (Kodcu/3); less often 1 (Kodcu/1)" in (
+        shown.stdout
+    )
+    assert "first-chat against" not in shown.stdout
+    assert "second-chat against first-chat: solved more often 0; less often 1 (Kodcu/1)" in (
         shown.stdout
     )
 
