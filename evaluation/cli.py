@@ -338,11 +338,11 @@ def _changes(rows: list[tuple[str, dict]]) -> list[str]:
     behind a change in pass@k, to read before trusting it."""
     lines = []
     for name, results in rows[1:]:
-        same = [row for row in rows if _same_problems(row[1], results)]
+        same = [row for row in rows if _same_problems(row[1], results)]  # this run too
         kind = results["config"].get("kind")
-        first = next((row for row in same if row[1]["config"].get("kind") == kind), None)
-        first = first or next(iter(same), None)
-        if first is None or first[1] is results:
+        asked_alike = [row for row in same if row[1]["config"].get("kind") == kind]
+        first = (asked_alike or same)[0]
+        if first[1] is results:
             continue
         base, other = first[1]["scores"]["problems"], results["scores"]["problems"]
         gained, lost = [], []
