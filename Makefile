@@ -90,7 +90,7 @@ CODER_DATA = $(if $(MBPP),data.sources.0.path=$(MBPP) data.sources.1.path=$(MBPP
 coder: $(VENV)/.installed-dev
 	$(BIN)/kodcu-train trainer/configs/kodcu-coder-270m.yaml $(if $(RESUME),--resume) \
 		model.base=$(CODER_BASE) training.output_dir=$(CODER_OUT)/adapter $(CODER_DATA)
-	$(BIN)/kodcu-convert $(CODER_OUT)/adapter --out $(CODER_OUT)/gguf --quant none --lora-gguf \
+	$(BIN)/kodcu-convert $(CODER_OUT)/adapter --out $(CODER_OUT)/gguf --lora-only \
 		--name kodcu-coder-270m --overwrite
 	model=$$($(BIN)/python -m kodcu.default_model) && \
 	for benchmark in humaneval mbpp; do for prompt in base instruct; do \

@@ -3,6 +3,7 @@
     kodcu-convert runs/my-adapter --out dist/my-model
     kodcu-convert runs/my-adapter --out dist/ --quant Q8_0,Q4_K_M --lora-gguf --verify
     kodcu-convert ~/models/Qwen2.5-Coder-1.5B --out dist/ --outtype bf16 --quant Q6_K
+    kodcu-convert runs/my-adapter --out dist/ --lora-only
 
 Errors print one line and exit with status 2; a failed verification exits with 1.
 """
@@ -36,12 +37,17 @@ examples:
   kodcu-convert runs/my-adapter --out dist/my-model
   kodcu-convert runs/my-adapter --out dist/ --quant Q8_0,Q4_K_M --lora-gguf --verify
   kodcu-convert ~/models/Qwen2.5-Coder-1.5B --out dist/ --outtype bf16 --quant Q6_K
+  kodcu-convert runs/my-adapter --out dist/ --lora-only
 
 SOURCE is an adapter folder from kodcu-train, a PEFT adapter folder
 (adapter_config.json names the base model) or a Hugging Face model folder.
 An adapter is merged into its base (16-bit) first. The outputs go to --out:
 NAME-F16.gguf, NAME-Q4_K_M.gguf, ..., NAME-lora-F16.gguf, report.json, report.md.
+With --lora-only, NAME-lora-F16.gguf and the report alone: nothing is merged.
 """
+DEFAULT_QUANT = "Q4_K_M"
+LORA_ONLY_CONFLICTS = {"--quant": "quant", "--verify": "verify", "--keep-merged": "keep_merged"}
+"""Flags that act on the model GGUFs, which --lora-only does not write (flag: argument)."""
 MERGE_DTYPES = {"f16": "float16", "bf16": "bfloat16", "f32": "float32"}
 BYTES_PER_PARAM = {"float32": 4, "float16": 2, "bfloat16": 2}
 
@@ -57,7 +63,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument(
         "--quant",
-        default="Q4_K_M",
         help="comma-separated llama.cpp types, e.g. Q8_0,Q6_K,Q5_K_M,Q4_K_M (default Q4_K_M; "
         "'none' for the unquantized file only)",
     )
@@ -66,6 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--lora-gguf", action="store_true", help="also write the adapter as a LoRA GGUF"
+    )
+    parser.add_argument(
+        "--lora-only",
+        action="store_true",
+        help="write the LoRA GGUF and nothing else: no merge, no model GGUF (for an adapter "
+        "run over a GGUF of its base, as the desktop and kodcu-eval --adapter do)",
     )
     parser.add_argument(
         "--verify",
@@ -173,7 +184,8 @@ class Plan:
     quants: list[str]
     """Quantization types, checked against llama.cpp's."""
     outputs: list[Path]
-    """The unquantized GGUF, one per quantization, then the LoRA GGUF if asked."""
+    """The unquantized GGUF, one per quantization, then the LoRA GGUF if asked (that alone
+    with --lora-only)."""
     base_dir: Path | None
     """The local folder of an adapter's base model; None for a model source."""
     report: dict = field(default_factory=dict)
@@ -187,13 +199,22 @@ def make_plan(args: argparse.Namespace) -> Plan:
 
     source = identify_source(args.source)
     name = args.name or source.name
-    quants = parse_quants(args.quant, args.outtype)
+    lora = args.lora_gguf or args.lora_only
+    if args.lora_only:
+        asked = [flag for flag, on in LORA_ONLY_CONFLICTS.items() if getattr(args, on)]
+        if asked:
+            raise ConvertError(f"--lora-only writes no model GGUF; leave out {', '.join(asked)}")
+        if not source.is_adapter:
+            raise ConvertError(f"--lora-only needs an adapter as SOURCE; {source.path} is a model")
+    quants = [] if args.lora_only else parse_quants(args.quant or DEFAULT_QUANT, args.outtype)
     if args.lora_gguf and not source.is_adapter:
         raise ConvertError(f"--lora-gguf needs an adapter as SOURCE; {source.path} is a model")
     args.out.mkdir(parents=True, exist_ok=True)
     if removed := remove_stale_partials(args.out):
         say(f"removed {removed} partial file(s) or folder(s) an interrupted run left in {args.out}")
-    outputs = output_paths(args.out, name, args.outtype, quants, args.lora_gguf)
+    outputs = output_paths(args.out, name, args.outtype, quants, lora)
+    if args.lora_only:
+        outputs = outputs[-1:]
     kept = [args.out / f"{name}-merged"] if args.keep_merged and source.is_adapter else []
     existing = [path.name for path in outputs + kept if path.exists()]
     if existing and not args.overwrite:
@@ -213,7 +234,10 @@ def make_plan(args: argparse.Namespace) -> Plan:
     weights, per_param = model_bytes(plan.base_dir or source.path)
     adapter = sum(p.stat().st_size for p in weight_files(source.path)) if plan.base_dir else 0
     needed = disk_needed(weights, per_param, args.outtype, quants, source.is_adapter, adapter)
-    what = f"{len(outputs)} GGUF file(s){' and a merged model' if plan.base_dir else ''}"
+    if args.lora_only:
+        needed = 2 * adapter
+    merging_too = plan.base_dir is not None and not args.lora_only
+    what = f"{len(outputs)} GGUF file(s){' and a merged model' if merging_too else ''}"
     check_free_space(args.out, needed, what, margin=int(args.disk_margin * GB))
     return plan
 
@@ -237,28 +261,51 @@ def write_lora_step(write_lora: Callable, plan: Plan, path: Path) -> None:
             raise ConvertError(f"--lora-gguf: {error}") from None
 
 
+def convert_and_quantize(
+    args: argparse.Namespace, plan: Plan, hf_dir: Path, files: list[dict], label: Callable
+) -> None:
+    """The unquantized GGUF, then each quantization of it; `label()` numbers each step."""
+    from converter.gguf_export import OUTTYPES, export_checked
+    from converter.quantize import quantize
+
+    main_path, kind = plan.outputs[0], OUTTYPES[args.outtype]
+    checks: list[dict] = []
+    timed(
+        f"{label()} convert to GGUF {kind}", files, kind, main_path,
+        lambda: checks.extend(
+            export_checked(hf_dir, main_path, args.outtype, args.verbose, plan.name)
+        ),
+    )  # fmt: skip
+    for check in checks:
+        if not check["ok"]:
+            say(f"warning: {check['check']}: {check['detail']}")
+    plan.report["checks"] = checks
+    for qtype, path in zip(plan.quants, plan.outputs[1 : 1 + len(plan.quants)], strict=True):
+        timed(
+            f"{label()} quantize {qtype}", files, qtype, path,
+            lambda qtype=qtype, path=path: quantize(main_path, path, qtype, args.threads),
+        )  # fmt: skip
+
+
 def convert(args: argparse.Namespace) -> int:
     """Run every step; returns the exit status (0, or 1 when verification failed)."""
     from converter import merge as merging
-    from converter.gguf_export import OUTTYPES, export_checked
-    from converter.quantize import quantize
     from converter.report import library_versions, write_report
 
     started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-    write_lora = (
-        optional_step("lora_gguf", "write_lora_gguf", "--lora-gguf") if args.lora_gguf else None
-    )
+    flag = "--lora-only" if args.lora_only else "--lora-gguf"
+    wanted = args.lora_gguf or args.lora_only
+    write_lora = optional_step("lora_gguf", "write_lora_gguf", flag) if wanted else None
     verify_gguf = optional_step("verify", "verify_gguf", "--verify") if args.verify else None
     plan = make_plan(args)
     out, report, files, status = args.out, plan.report, [], 0
-    total = 1 + len(plan.quants) + bool(plan.base_dir) + args.lora_gguf + args.verify
+    merge = plan.base_dir is not None and not args.lora_only
+    total = (0 if args.lora_only else 1 + len(plan.quants) + merge) + wanted + args.verify
     number = iter(range(1, total + 1))
     seconds: dict[str, float] = {}  # merge and verify, which write no output file
     # The merged model goes in a folder named as the outputs, inside a temporary one:
     # llama.cpp's converter takes the model's name, base name and fine-tune from it.
-    merge_root = (
-        Path(tempfile.mkdtemp(prefix=MERGE_TEMP_PREFIX, dir=out)) if plan.base_dir else None
-    )
+    merge_root = Path(tempfile.mkdtemp(prefix=MERGE_TEMP_PREFIX, dir=out)) if merge else None
     merged_dir = merge_root / plan.name if merge_root is not None else None
     try:
         hf_dir = plan.source.path
@@ -269,23 +316,8 @@ def convert(args: argparse.Namespace) -> int:
                     plan.source.path, merged_dir, MERGE_DTYPES[args.outtype]
                 )
                 seconds["merge"] = round(time.perf_counter() - start, 2)
-        main_path, kind = plan.outputs[0], OUTTYPES[args.outtype]
-        checks: list[dict] = []
-        timed(
-            f"[{next(number)}/{total}] convert to GGUF {kind}", files, kind, main_path,
-            lambda: checks.extend(
-                export_checked(hf_dir, main_path, args.outtype, args.verbose, plan.name)
-            ),
-        )  # fmt: skip
-        for check in checks:
-            if not check["ok"]:
-                say(f"warning: {check['check']}: {check['detail']}")
-        report["checks"] = checks
-        for qtype, path in zip(plan.quants, plan.outputs[1 : 1 + len(plan.quants)], strict=True):
-            timed(
-                f"[{next(number)}/{total}] quantize {qtype}", files, qtype, path,
-                lambda qtype=qtype, path=path: quantize(main_path, path, qtype, args.threads),
-            )  # fmt: skip
+        if not args.lora_only:
+            convert_and_quantize(args, plan, hf_dir, files, lambda: f"[{next(number)}/{total}]")
         if write_lora is not None:
             path = plan.outputs[-1]
             timed(

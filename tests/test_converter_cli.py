@@ -129,6 +129,8 @@ def test_adapter_verification_compares_with_the_unmerged_original(
         (["--quant", "Q4_K_M,IQ1_S"], "IQ1_S needs an importance matrix"),
         (["--quant", "Q4_K_Z"], "unknown quantization type 'Q4_K_Z'"),
         (["--disk-margin", "1e9"], "not enough disk space"),
+        (["--lora-only", "--quant", "Q8_0"], "--lora-only writes no model GGUF; leave out --quant"),
+        (["--lora-only", "--verify", "--keep-merged"], "leave out --verify, --keep-merged"),
     ],
 )
 def test_bad_requests_fail_before_any_work(
@@ -146,6 +148,22 @@ def test_lora_gguf_needs_an_adapter(tmp_path: Path, adapter: Path, capsys) -> No
     base = adapter.parent / "base"
     assert main([str(base), "--out", str(tmp_path), "--lora-gguf"]) == 2
     assert "--lora-gguf needs an adapter as SOURCE" in capsys.readouterr().err
+    assert main([str(base), "--out", str(tmp_path), "--lora-only"]) == 2
+    assert "--lora-only needs an adapter as SOURCE" in capsys.readouterr().err
+
+
+def test_lora_only_writes_the_same_lora_gguf_and_nothing_else(tmp_path: Path, adapter: Path):
+    both, alone = tmp_path / "both", tmp_path / "alone"
+    assert main([str(adapter), "--out", str(both), "--quant", "none", "--lora-gguf"]) == 0
+    assert main([str(adapter), "--out", str(alone), "--lora-only"]) == 0
+    # No merge and no model GGUF: the adapter's GGUF and the report, nothing else.
+    assert sorted(p.name for p in alone.iterdir()) == [
+        "my-adapter-lora-F16.gguf", "report.json", "report.md"
+    ]  # fmt: skip
+    lora = "my-adapter-lora-F16.gguf"
+    assert (alone / lora).read_bytes() == (both / lora).read_bytes()
+    steps = json.loads((alone / "report.json").read_text())["steps"]
+    assert [entry["step"] for entry in steps] == ["LoRA F16"]
 
 
 def test_existing_outputs_are_kept_without_overwrite(tmp_path: Path, adapter: Path, capsys):
