@@ -364,6 +364,36 @@ def test_split_is_deterministic_and_partitions_the_data() -> None:
     assert validation != examples[-20:]
 
 
+def test_the_layouts_of_one_task_are_held_out_together() -> None:
+    # Kodcu Coder's recipe: MBPP's train split asked three ways, each task three examples.
+    sources = [
+        SourceConfig(str(MBPP), format="mbpp", task_ids="601-974", layout=layout)
+        for layout in ("chat", "completion", "function")
+    ]
+    examples, _ = load_examples(sources)
+
+    def tasks(rows: list[Example]) -> set[tuple[str, int]]:
+        return {(ex.source, ex.row) for ex in rows}
+
+    train, validation = split_examples(examples, 0.03, seed=42)
+    assert tasks(train).isdisjoint(tasks(validation))
+    assert len(tasks(validation)) == round(374 * 0.03)
+    # Every layout of a held-out task is held out: none of it is trained on.
+    assert len(validation) == sum(ex.row in {r for _, r in tasks(validation)} for ex in examples)
+    # Example by example, a held-out task's other layouts land in training.
+    train, validation = split_examples(examples, 0.03, seed=42, unit="example")
+    assert tasks(train) & tasks(validation)
+    with pytest.raises(DataError, match="validation_unit"):
+        split_examples(examples, 0.03, seed=42, unit="task")
+
+
+def test_with_one_example_per_row_either_unit_gives_the_same_split() -> None:
+    examples = examples_of(200)
+    for seed in range(3):
+        by_row = split_examples(examples, 0.1, seed=seed)
+        assert by_row == split_examples(examples, 0.1, seed=seed, unit="example")
+
+
 def test_split_sizes_at_the_edges() -> None:
     assert split_examples(examples_of(10), 0.0, seed=0) == (examples_of(10), [])
     train, validation = split_examples(examples_of(10), 0.01, seed=0)

@@ -59,6 +59,12 @@ class DataConfig:
     """error stops at the first malformed row; skip leaves such rows out and counts them."""
     validation_fraction: float = 0.05
     """Share of the rows held out to measure the eval loss; 0 trains on everything."""
+    validation_unit: Literal["source_row", "example"] = "source_row"
+    """What is held out whole. source_row: all examples made from one row of one file (an
+    MBPP task's chat, completion and function layouts) go to the same side, so the eval
+    loss is on rows not trained on in any layout, and validation_fraction counts source
+    rows; example: each example on its own, so another layout of a held-out row may be
+    trained on and the eval loss rewards memorising it."""
     max_length: int = 1024
     """Longest row in tokens. Longer rows lose the end of their response."""
     packing: bool = False

@@ -134,20 +134,30 @@ def load_examples(
 
 
 def split_examples(
-    examples: list[Example], validation_fraction: float, seed: int
+    examples: list[Example], validation_fraction: float, seed: int, unit: str = "source_row"
 ) -> tuple[list[Example], list[Example]]:
     """Deterministic shuffled train / validation split (validation_fraction 0 → empty validation).
 
-    The validation rows are a seeded random choice; both parts keep the original order, so
-    the same data, fraction and seed always give the same two lists. A positive fraction of
-    at least two rows gives at least one validation row.
+    What is held out whole is `unit`: "example", or "source_row": the examples made from
+    one row of one source (its layouts) together, a seeded random share of those rows.
+    Both parts keep the original order, so the same data, fraction and seed always give
+    the same two lists (and, when every row gave one example, the same for either unit).
+    A positive fraction of at least two units gives at least one held-out unit.
     """
     if not 0.0 <= validation_fraction < 1.0:
         raise DataError(f"validation_fraction is {validation_fraction}; use 0 <= fraction < 1")
-    n_val = round(len(examples) * validation_fraction)
-    if validation_fraction > 0 and n_val == 0 and len(examples) >= 2:
+    if unit not in ("source_row", "example"):
+        raise DataError(f"validation_unit is {unit!r}; use 'source_row' or 'example'")
+    units: dict[object, list[int]] = {}  # unit -> its examples' indices, in data order
+    for index, example in enumerate(examples):
+        key = (example.source, example.row) if unit == "source_row" else index
+        units.setdefault(key, []).append(index)
+    members = list(units.values())
+    n_val = round(len(members) * validation_fraction)
+    if validation_fraction > 0 and n_val == 0 and len(members) >= 2:
         n_val = 1
-    chosen = set(random.Random(seed).sample(range(len(examples)), n_val))
+    picked = random.Random(seed).sample(range(len(members)), n_val)
+    chosen = {index for unit_index in picked for index in members[unit_index]}
     train = [ex for i, ex in enumerate(examples) if i not in chosen]
     validation = [ex for i, ex in enumerate(examples) if i in chosen]
     return train, validation

@@ -152,7 +152,7 @@ def prepare_data(config: TrainConfig, tokenizer: Any) -> PreparedData:
     if not examples:
         raise DataError("no rows are left after hygiene; see the counts above")
     train_rows, validation_rows = split_examples(
-        examples, config.data.validation_fraction, config.training.seed
+        examples, config.data.validation_fraction, config.training.seed, config.data.validation_unit
     )
     max_length = config.data.max_length
     train, train_stats = encode_examples(train_rows, tokenizer, max_length)
