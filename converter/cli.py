@@ -188,6 +188,8 @@ class Plan:
     with --lora-only)."""
     base_dir: Path | None
     """The local folder of an adapter's base model; None for a model source."""
+    merge: bool = False
+    """Merge the adapter into its base (an adapter source, unless --lora-only)."""
     report: dict = field(default_factory=dict)
     """The report being built."""
 
@@ -233,11 +235,13 @@ def make_plan(args: argparse.Namespace) -> Plan:
         model_architecture(source.path)
     weights, per_param = model_bytes(plan.base_dir or source.path)
     adapter = sum(p.stat().st_size for p in weight_files(source.path)) if plan.base_dir else 0
-    needed = disk_needed(weights, per_param, args.outtype, quants, source.is_adapter, adapter)
-    if args.lora_only:
-        needed = 2 * adapter
-    merging_too = plan.base_dir is not None and not args.lora_only
-    what = f"{len(outputs)} GGUF file(s){' and a merged model' if merging_too else ''}"
+    plan.merge = plan.base_dir is not None and not args.lora_only
+    needed = (
+        2 * adapter
+        if args.lora_only
+        else disk_needed(weights, per_param, args.outtype, quants, plan.merge, adapter)
+    )
+    what = f"{len(outputs)} GGUF file(s){' and a merged model' if plan.merge else ''}"
     check_free_space(args.out, needed, what, margin=int(args.disk_margin * GB))
     return plan
 
@@ -253,12 +257,12 @@ def timed(label: str, files: list[dict], kind: str, path: Path, work: Callable[[
         done(path)
 
 
-def write_lora_step(write_lora: Callable, plan: Plan, path: Path) -> None:
+def write_lora_step(write_lora: Callable, plan: Plan, path: Path, flag: str) -> None:
     with partial_output(path) as partial:
         try:
             write_lora(plan.source.path, plan.base_dir, partial, name=plan.name)
         except (ValueError, NotImplementedError) as error:
-            raise ConvertError(f"--lora-gguf: {error}") from None
+            raise ConvertError(f"{flag}: {error}") from None
 
 
 def convert_and_quantize(
@@ -299,13 +303,12 @@ def convert(args: argparse.Namespace) -> int:
     verify_gguf = optional_step("verify", "verify_gguf", "--verify") if args.verify else None
     plan = make_plan(args)
     out, report, files, status = args.out, plan.report, [], 0
-    merge = plan.base_dir is not None and not args.lora_only
-    total = (0 if args.lora_only else 1 + len(plan.quants) + merge) + wanted + args.verify
+    total = (0 if args.lora_only else 1 + len(plan.quants) + plan.merge) + wanted + args.verify
     number = iter(range(1, total + 1))
     seconds: dict[str, float] = {}  # merge and verify, which write no output file
     # The merged model goes in a folder named as the outputs, inside a temporary one:
     # llama.cpp's converter takes the model's name, base name and fine-tune from it.
-    merge_root = Path(tempfile.mkdtemp(prefix=MERGE_TEMP_PREFIX, dir=out)) if merge else None
+    merge_root = Path(tempfile.mkdtemp(prefix=MERGE_TEMP_PREFIX, dir=out)) if plan.merge else None
     merged_dir = merge_root / plan.name if merge_root is not None else None
     try:
         hf_dir = plan.source.path
@@ -322,7 +325,7 @@ def convert(args: argparse.Namespace) -> int:
             path = plan.outputs[-1]
             timed(
                 f"[{next(number)}/{total}] adapter to LoRA GGUF", files, "LoRA F16", path,
-                lambda: write_lora_step(write_lora, plan, path),
+                lambda: write_lora_step(write_lora, plan, path, flag),
             )  # fmt: skip
         if verify_gguf is not None:
             ggufs = [out / entry["file"] for entry in files if entry["type"] != "LoRA F16"]
