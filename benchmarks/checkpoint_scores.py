@@ -62,7 +62,8 @@ def run_tool(command: list[str], log: Path) -> None:
 def score(
     out: Path, name: str, adapter: Path | None, args: argparse.Namespace, prompt: str
 ) -> dict:
-    """pass@1 and the count solved, from kodcu-eval's results.json (run if not there)."""
+    """pass@1 and the problems solved (any sample passed), from kodcu-eval's results.json
+    (run first if it is not there)."""
     folder = out / f"{name}-{prompt}"
     results = folder / "results.json"
     if not results.is_file():
@@ -72,7 +73,7 @@ def score(
             command += ["--adapter", str(adapter)]
         run_tool(command, out / f"{folder.name}.log")
     scores = json.loads(results.read_text())["scores"]
-    solved = sum(problem["passed"] for problem in scores["problems"].values())
+    solved = sum(problem["passed"] > 0 for problem in scores["problems"].values())
     return {"pass@1": scores["pass@k"]["pass@1"], "solved": solved, "of": len(scores["problems"])}
 
 
@@ -155,14 +156,16 @@ def main() -> None:
     if not args.model.is_file():
         sys.exit(f"--model {args.model}: no such GGUF file")
     args.out.mkdir(parents=True, exist_ok=True)
-    # Scores under --out are reused: they must have been made with the same options.
+    # Scores under --out are reused: they must have been made over the same model, with
+    # the same kodcu-eval options.
     recorded = args.out / "eval_args.json"
-    if recorded.is_file() and json.loads(recorded.read_text()) != args.eval_args:
+    settings = {"model": str(args.model.resolve()), "eval_args": args.eval_args}
+    if recorded.is_file() and json.loads(recorded.read_text()) != settings:
         sys.exit(
-            f"--out {args.out}: scored with kodcu-eval {recorded.read_text().strip()}; "
-            "give another --out for other options"
+            f"--out {args.out}: scored with {recorded.read_text().strip()}; "
+            "give another --out for another model or other kodcu-eval options"
         )
-    recorded.write_text(json.dumps(args.eval_args) + "\n")
+    recorded.write_text(json.dumps(settings) + "\n")
 
     per_epoch = tokens_per_epoch(args.run)
     rows = [

@@ -79,6 +79,9 @@ def test_each_checkpoint_is_scored_over_the_base_and_scores_are_reused(tmp_path:
     assert again.returncode == 0, again.stderr[-3000:]
     assert json.loads((out / "curve.json").read_text()) == rows
     assert {path: path.stat().st_mtime_ns for path in made} == made
-    # Scores made with other kodcu-eval options are not mixed in.
+    # Scores made with other kodcu-eval options, or over another model, are not mixed in.
     other = curve(run, model, out, "--max-tokens", "16")
+    assert other.returncode != 0 and "give another --out" in other.stderr
+    moved = model.rename(tmp_path / "other-base.gguf")
+    other = curve(run, moved, out, "--max-tokens", "8")
     assert other.returncode != 0 and "give another --out" in other.stderr
