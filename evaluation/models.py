@@ -30,6 +30,9 @@ from evaluation.extract import cut_at_stops
 
 Message = dict[str, str]
 
+SLOTS = 16
+"""Completions at once for a GGUF or a server unless told otherwise."""
+
 
 @dataclass(eq=False)  # hashed by identity: a prompt is one request, even when texts repeat
 class Prompt:
@@ -93,25 +96,27 @@ def open_model(
     spec: str,
     adapter: Path | None = None,
     threads: int | None = None,
-    slots: int = 1,
+    slots: int | None = None,
     drafts: str = "loops",
 ) -> Model:
     """The model `spec` names: a URL, a .gguf file, or a model / adapter folder.
 
-    `slots` completions are made at once where the model allows (a GGUF, a server);
-    a GGUF drafts greedy loops for the model to check as `drafts` says (evaluation/loops.py).
+    `slots` completions are made at once (None: SLOTS for a GGUF or a server, whose texts
+    do not depend on it, and 1 for a transformers folder, whose padded batches can flip a
+    near tie); a GGUF drafts greedy loops for the model to check as `drafts` says
+    (evaluation/loops.py).
     """
     if spec.startswith(("http://", "https://")):
-        return EndpointModel(spec, os.environ.get("KODCU_EVAL_API_KEY"), slots)
+        return EndpointModel(spec, os.environ.get("KODCU_EVAL_API_KEY"), slots or SLOTS)
     path = Path(spec).expanduser()
     if not path.exists():
         raise ModelError(f"--model {spec}: no such file or folder")
     if path.is_file():
-        return GGUFModel(path, adapter, threads, slots, drafts)
+        return GGUFModel(path, adapter, threads, slots or SLOTS, drafts)
     if adapter is not None:
         raise ModelError("--adapter applies a LoRA GGUF over a GGUF model; give a .gguf --model")
     if (path / "adapter_config.json").is_file() or (path / "config.json").is_file():
-        return HFModel(path, slots)
+        return HFModel(path, slots or 1)
     raise ModelError(
         f"--model {spec}: a folder without config.json or adapter_config.json; give a GGUF "
         "file, a Hugging Face model folder, a Kodcu adapter folder or a server URL"
@@ -199,8 +204,9 @@ class HFModel:
 
     Up to `slots` completions are made at once: the prompts padded on the left, each row
     ending at its own end-of-sequence token or stop string, the batch running until its
-    last row ends. With one slot the text is exactly transformers' own for the prompt
-    alone; with more, the padded batch sums in another order and a near tie can flip.
+    last row ends. With one slot (open_model's default here) the text is exactly
+    transformers' own for the prompt alone; with more, the padded batch sums in another
+    order and a near tie can flip.
     """
 
     def __init__(self, path: Path, slots: int = 1) -> None:

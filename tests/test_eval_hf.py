@@ -7,6 +7,7 @@ comparison `kodcu-eval` exists to make.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -122,3 +123,20 @@ def test_the_fine_tuned_adapter_passes_where_its_base_fails(
     assert runs["adapter"]["model"] == adapter.name
     assert runs["base"]["scores"]["pass@k"]["pass@1"] == 0.0
     assert runs["adapter"]["scores"]["pass@k"]["pass@1"] == 1.0, runs["adapter"]["problems"]
+
+
+def test_the_command_decodes_a_folder_one_prompt_at_a_time(
+    folders: tuple[Path, Path], tmp_path: Path
+) -> None:
+    # Exact by default: padded batches can flip a near tie, so they are opt-in (--slots).
+    from evaluation.cli import run
+
+    base, _ = folders
+    out = tmp_path / "run"
+    options = ["--limit", "2", "--max-tokens", "8", "--out", str(out)]
+    assert run(["--benchmark", "humaneval", "--model", str(base), *options]) == 0
+    assert json.loads((out / "run.json").read_text())["slots"] == 1
+    batched = tmp_path / "batched"
+    options = ["--limit", "2", "--max-tokens", "8", "--slots", "2", "--out", str(batched)]
+    assert run(["--benchmark", "humaneval", "--model", str(base), *options]) == 0
+    assert json.loads((batched / "run.json").read_text())["slots"] == 2

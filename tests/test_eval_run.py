@@ -104,6 +104,7 @@ def test_the_command_evaluates_the_default_model_and_writes_its_run(
     assert all(s["program"].startswith("from typing import List") for s in samples)
     results = json.loads((out / "results.json").read_text())
     assert set(results["problems"]) == {"HumanEval/0", "HumanEval/1"}
+    assert results["slots"] == 16  # a GGUF's texts do not depend on it: batched by default
     assert all(
         s["status"] and s["reason"] is not None for v in results["problems"].values() for s in v
     )
