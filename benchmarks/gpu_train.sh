@@ -12,7 +12,10 @@
 # smaller vocabulary gets a tokenizer of its own size (benchmarks/random_models.py).
 # DATA is Alpaca rows (Code Alpaca's code_alpaca_2k.json). Each case runs every side
 # (benchmarks/train.py) in one call, 5 to 8 minutes on an H100/H200; the table goes to
-# stdout and OUT_DIR/CASE.json.
+# stdout and OUT_DIR/CASE.json. Each side also profiles one step (left out of its timing)
+# into OUT_DIR/profile-CASE: where a side's step waits (GPU syncs, the GPU's busy share),
+# next to the baselines'. kodcu-full-loss (unpacked, the model's own loss) tells the
+# output layer's share of the unpacked side's time from the rest.
 #
 # A GPU machine without network needs what its image lacks as wheels, installed with
 # `pip install --no-index --no-deps`: trl==1.16.0 and datasets with its dill and
@@ -28,6 +31,9 @@ case $case_name in
   tiny)           args=(--random gemma3-270m --batch 2 --seq 128 --steps 3 --rows 32 --heldout 4) ;;
   *) echo "unknown case $case_name: codellama-ckpt, codellama, gemma-270m or tiny" >&2; exit 2 ;;
 esac
+sides=(hf trl)
+if python -c 'import liger_kernel' 2>/dev/null; then sides+=(trl-liger); fi
+sides+=(kodcu kodcu-full-loss kodcu-packed kodcu-packed-full-loss)
 mkdir -p "$out"
 PYTHONUNBUFFERED=1 python "$here/train.py" "${args[@]}" --tokenizer "$tokenizer" --data "$data" \
-  --json "$out/$case_name.json"
+  --sides "${sides[@]}" --json "$out/$case_name.json" --profile "$out/profile-$case_name"

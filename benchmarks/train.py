@@ -12,6 +12,7 @@ optimizer steps, each in a fresh process so that its peak memory is its own:
     trl                     TRL SFTTrainer: packing, padding-free, completion-only loss
     trl-liger               the same with Liger's kernels (CUDA only)
     kodcu                   Kodcu's trainer, unpacked
+    kodcu-full-loss         unpacked, with the model's own loss over every position's logits
     kodcu-packed            Kodcu's trainer, packed (the recipe's setting)
     kodcu-packed-full-loss  packed, with the model's own loss over every position's logits
 
@@ -21,6 +22,11 @@ step's end), useful tokens trained, s/step, peak memory (CUDA: torch's peak allo
 CPU: the process's peak resident size, model load included), and the loss per response
 token on the same held-out rows (the rows after --rows) before and after training, so a
 faster side that learns less shows up. `--json FILE` writes the same rows.
+
+`--profile DIR` also profiles one warm step of each side, leaves it out of that side's
+timing, and prints a second table: the times the host waited for the GPU, ops, the
+GPU's busy share of the step and the costliest ops; the op tables and Chrome traces go
+into DIR (benchmarks/step_profile.py).
 
 `--random NAME` trains a randomly initialised model of a real model's shape (a GPU
 machine has no network to fetch weights; speed does not depend on the values). Unsloth
@@ -41,6 +47,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.random_models import RANDOM_SHAPES, random_model  # noqa: E402
+from benchmarks.step_profile import print_profiles  # noqa: E402
 from benchmarks.train_sides import CUDA_ONLY, SIDES, Settings, run_side  # noqa: E402
 
 DEFAULT_SIDES = ("hf", "trl", "kodcu", "kodcu-packed", "kodcu-packed-full-loss")
@@ -117,6 +124,7 @@ def main() -> None:
     default = " ".join(DEFAULT_SIDES) + " (+ trl-liger on CUDA when liger-kernel is installed)"
     parser.add_argument("--sides", nargs="+", choices=SIDES, help=f"default: {default}")
     parser.add_argument("--json", type=Path, help="also write the rows to this JSON file")
+    parser.add_argument("--profile", type=Path, help="profile one step per side into this folder")
     parser.add_argument("--side", choices=SIDES, help=argparse.SUPPRESS)  # internal: one side
     parser.add_argument("--settings", help=argparse.SUPPRESS)  # internal: its settings
     args = parser.parse_args()
@@ -138,15 +146,17 @@ def main() -> None:
             model = random_model(args.random, args.tokenizer, Path(tmp))
         settings = Settings(
             model, args.data, args.rows, args.heldout, args.steps, args.batch, args.seq,
-            args.checkpointing,
+            args.checkpointing, str(args.profile.resolve()) if args.profile else None,
         )  # fmt: skip
         results = run_sides(sides, settings)
     name = f"{args.random} (random weights)" if args.random else Path(args.model).name
     print_table(results, settings, name)
+    if args.profile:
+        print_profiles(results, args.profile)
     if args.json:
         keys = ("side", "useful_tokens_per_s", "peak_mb", "useful_tokens", "heldout_loss")
-        keys += ("heldout_loss_before", "seconds", "steps")
-        rows = [{key: r[key] for key in keys} for r in results.values()]
+        keys += ("heldout_loss_before", "seconds", "steps", "profile")
+        rows = [{key: r[key] for key in keys if key in r} for r in results.values()]
         args.json.write_text(json.dumps(rows, indent=2) + "\n")
 
 

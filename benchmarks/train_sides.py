@@ -9,11 +9,14 @@ What differs is only how each trainer batches and computes:
   completion-only loss;
 - `trl-liger`: the same with `use_liger_kernel=True` (CUDA only);
 - `kodcu`, `kodcu-packed`: Kodcu's trainer, the output layer run only at labelled
-  positions; `kodcu-packed-full-loss`: packed, with the model's own loss over all logits.
+  positions; `kodcu-full-loss`, `kodcu-packed-full-loss`: the same with the model's own
+  loss over all logits.
 
 A `Meter` callback measures each side the same way: the loop's time from the first
 step's start to the last step's end, the non-padding tokens the embedding layer saw in
 those steps (counted, not estimated), and the loss on held-out rows before and after.
+With `Settings.profile` it also profiles one warm step (benchmarks/step_profile.py) and
+leaves that step out of the timing.
 """
 
 from __future__ import annotations
@@ -27,7 +30,17 @@ from typing import Any
 
 import yaml
 
-SIDES = ("hf", "trl", "trl-liger", "kodcu", "kodcu-packed", "kodcu-packed-full-loss")
+from benchmarks.step_profile import StepProfile
+
+SIDES = (
+    "hf",
+    "trl",
+    "trl-liger",
+    "kodcu",
+    "kodcu-full-loss",
+    "kodcu-packed",
+    "kodcu-packed-full-loss",
+)
 CUDA_ONLY = ("trl-liger",)
 
 # The optimizer schedule of every side, as Kodcu's config spells it.
@@ -47,6 +60,8 @@ class Settings:
     batch: int
     seq: int
     checkpointing: bool
+    profile: str | None = None
+    """A folder: profile one step of each side into it (benchmarks/step_profile.py)."""
 
 
 # -- shared measurements ----------------------------------------------------------------
@@ -74,10 +89,20 @@ def heldout_loss(model: Any, rows: list[tuple[list[int], list[int]]]) -> float:
     return total / count
 
 
-class Meter:
-    """A TrainerCallback: time of the loop, non-padding tokens trained, held-out losses."""
+PROFILED_STEP = 3
+"""The step profiled with --profile (or the last, if fewer): warm, past the first ones."""
 
-    def __init__(self, pad_token_id: int, heldout: list[tuple[list[int], list[int]]]) -> None:
+
+class Meter:
+    """A TrainerCallback: time of the loop, non-padding tokens trained, held-out losses;
+    and, given a StepProfile, one profiled step that the timing leaves out."""
+
+    def __init__(
+        self,
+        pad_token_id: int,
+        heldout: list[tuple[list[int], list[int]]],
+        profile: StepProfile | None = None,
+    ) -> None:
         from transformers import TrainerCallback
 
         meter = self
@@ -93,11 +118,19 @@ class Meter:
                 if meter.start is None:
                     sync()
                     meter.start = time.perf_counter()
+                if profile and state.global_step + 1 == min(PROFILED_STEP, state.max_steps):
+                    sync()
+                    meter.left_out = (time.perf_counter(), meter.tokens)
+                    profile.start()
 
             def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
                 sync()
                 meter.end = time.perf_counter()
                 meter.steps = state.global_step
+                if profile and profile.profiler is not None and not profile.seconds:
+                    profile.stop()
+                    started, tokens = meter.left_out
+                    meter.left_out = (meter.end - started, meter.tokens - tokens)
 
             def on_train_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
                 meter.training = False
@@ -110,6 +143,8 @@ class Meter:
         self.tokens = 0
         self.training = True
         self.loss_before = self.loss_after = math.nan
+        self.profile = profile
+        self.left_out: tuple[float, int] = (0.0, 0)  # the profiled step's seconds and tokens
         self.callback = Callback()
 
     def count(self, module: Any, inputs: tuple) -> None:
@@ -121,16 +156,21 @@ class Meter:
 
     def result(self) -> dict[str, Any]:
         assert self.start is not None, "no training step ran"
-        seconds = self.end - self.start
-        return {
+        left_out_s, left_out_tokens = self.left_out
+        seconds = self.end - self.start - left_out_s
+        timed = self.tokens - left_out_tokens
+        result = {
             "seconds": seconds,
-            "steps": self.steps,
+            "steps": self.steps - (1 if self.profile else 0),  # the steps timed
             "useful_tokens": self.tokens,
-            "useful_tokens_per_s": self.tokens / seconds,
+            "useful_tokens_per_s": timed / seconds,
             "heldout_loss_before": self.loss_before,
             "heldout_loss": self.loss_after,
             "peak_mb": peak_memory_mb(),
         }
+        if self.profile:
+            result["profile"] = self.profile.summary()
+        return result
 
 
 def sync() -> None:
@@ -216,12 +256,19 @@ def heldout_rows(settings: Settings, tokenizer: Any) -> list:
 # -- the sides ------------------------------------------------------------------------------
 
 
-def run_kodcu(settings: Settings, work: Path, packing: bool, labelled_loss: bool) -> dict:
+def _profile(settings: Settings, side: str) -> StepProfile | None:
+    return StepProfile(Path(settings.profile), side) if settings.profile else None
+
+
+def run_kodcu(settings: Settings, work: Path, side: str) -> dict:
     from trainer.train import load_tokenizer, run
 
+    packing, labelled_loss = side.startswith("kodcu-packed"), not side.endswith("full-loss")
     config = load_config(settings, work, packing, labelled_loss)
     tokenizer = load_tokenizer(config)
-    meter = Meter(tokenizer.pad_token_id, heldout_rows(settings, tokenizer))
+    meter = Meter(
+        tokenizer.pad_token_id, heldout_rows(settings, tokenizer), _profile(settings, side)
+    )
     run(config, callbacks=[meter.callback])
     return meter.result()
 
@@ -237,13 +284,14 @@ def _base_model(settings: Settings) -> tuple[Any, Any]:
     return model, dtype
 
 
-def _baseline_setup(settings: Settings, work: Path) -> tuple[Any, list, Meter]:
+def _baseline_setup(settings: Settings, work: Path, side: str) -> tuple[Any, list, Meter]:
     """A baseline's tokenizer (Kodcu's, with its chat template), training rows and meter."""
     from trainer.train import load_tokenizer
 
     tokenizer = load_tokenizer(load_config(settings, work, packing=False, labelled_loss=False))
     train = encoded_rows(settings, tokenizer, 0, settings.rows)
-    return tokenizer, train, Meter(tokenizer.pad_token_id, heldout_rows(settings, tokenizer))
+    heldout = heldout_rows(settings, tokenizer)
+    return tokenizer, train, Meter(tokenizer.pad_token_id, heldout, _profile(settings, side))
 
 
 def _lora_config() -> Any:
@@ -287,7 +335,7 @@ def run_hf(settings: Settings, work: Path) -> dict:
     from peft import get_peft_model
     from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments
 
-    tokenizer, train, meter = _baseline_setup(settings, work)
+    tokenizer, train, meter = _baseline_setup(settings, work, "hf")
     dataset = [{"input_ids": ids, "labels": labels} for ids, labels in train]
     model, dtype = _base_model(settings)
     trainer = Trainer(
@@ -301,12 +349,12 @@ def run_hf(settings: Settings, work: Path) -> dict:
     return meter.result()
 
 
-def run_trl(settings: Settings, work: Path, liger: bool) -> dict:
+def run_trl(settings: Settings, work: Path, side: str) -> dict:
     """TRL's SFTTrainer: packed (BFD), padding-free, completion-only loss."""
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
-    tokenizer, train, meter = _baseline_setup(settings, work)
+    tokenizer, train, meter = _baseline_setup(settings, work, side)
     # Already tokenized: TRL keeps the ids and builds labels from completion_mask.
     completion = [[int(label != -100) for label in labels] for _, labels in train]
     dataset = Dataset.from_dict(
@@ -319,7 +367,7 @@ def run_trl(settings: Settings, work: Path, liger: bool) -> dict:
         packing=True,
         padding_free=True,
         completion_only_loss=True,
-        use_liger_kernel=liger,
+        use_liger_kernel=side == "trl-liger",
     )
     trainer = SFTTrainer(
         model=model,
@@ -337,6 +385,5 @@ def run_side(side: str, settings: Settings, work: Path) -> dict:
     if side == "hf":
         return run_hf(settings, work)
     if side.startswith("trl"):
-        return run_trl(settings, work, liger=side == "trl-liger")
-    packing = side.startswith("kodcu-packed")
-    return run_kodcu(settings, work, packing, labelled_loss=not side.endswith("full-loss"))
+        return run_trl(settings, work, side)
+    return run_kodcu(settings, work, side)

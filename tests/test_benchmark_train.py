@@ -14,7 +14,7 @@ from tests.tiny_models import tiny_model, write_rows
 from trainer.train import load_tokenizer
 
 REPO = Path(__file__).resolve().parents[1]
-SIDES = ["hf", "trl", "kodcu", "kodcu-packed"]
+SIDES = ["hf", "trl", "kodcu", "kodcu-full-loss", "kodcu-packed"]
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("offline_hub")]
 
@@ -36,14 +36,22 @@ def test_every_side_trains_and_counts_the_tokens_it_timed(tmp_path: Path) -> Non
     command = [sys.executable, str(REPO / "benchmarks" / "train.py"), "--model", str(model)]
     command += ["--data", str(data), "--rows", "16", "--heldout", "8", "--steps", "4"]
     command += ["--batch", "4", "--seq", "256", "--json", str(out), "--sides", *SIDES]
+    command += ["--profile", str(tmp_path / "profile")]
     done = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "| side | useful tokens/s | vs hf | vs trl |" in done.stdout
+    assert "| side | step s | GPU syncs | aten ops | GPU busy |" in done.stdout
 
     results = {row["side"]: row for row in json.loads(out.read_text())}
     assert list(results) == SIDES
-    for row in results.values():
+    for side, row in results.items():
         assert row["useful_tokens_per_s"] > 0 and row["peak_mb"] > 0
+        # One step profiled, and left out of the timing: 3 of the 4 steps are timed.
+        profile = row["profile"]
+        assert row["steps"] == 3 and profile["step_s"] > 0 and profile["ops"] > 0
+        assert profile["gpu_busy"] is None and profile["gpu_syncs"] is None  # no GPU here
+        assert (tmp_path / "profile" / f"{side}.ops.txt").read_text().count("aten::") > 5
+        assert (tmp_path / "profile" / f"{side}.trace.json.gz").stat().st_size > 0
         # Every side learns: the held-out rows' loss falls from the same starting point.
         assert row["heldout_loss"] < row["heldout_loss_before"]
     assert len({round(row["heldout_loss_before"], 4) for row in results.values()}) == 1
@@ -54,6 +62,7 @@ def test_every_side_trains_and_counts_the_tokens_it_timed(tmp_path: Path) -> Non
     total = sum(len(ids) for ids, _ in encoded_rows(settings, tokenizer, 0, 16))
     assert results["hf"]["useful_tokens"] == total
     assert results["kodcu"]["useful_tokens"] == total
+    assert results["kodcu-full-loss"]["useful_tokens"] == total
     # Packed sides fill each row with several examples: more tokens in as many steps.
     assert results["kodcu-packed"]["useful_tokens"] > total
     assert results["trl"]["useful_tokens"] > total
