@@ -32,8 +32,8 @@ case $case_name in
   *) echo "unknown case $case_name: codellama-ckpt, codellama, gemma-270m or tiny" >&2; exit 2 ;;
 esac
 sides=(hf trl)
-if python -c 'import liger_kernel' 2>/dev/null; then sides+=(trl-liger); fi
+if python3 -c 'import torch, liger_kernel; assert torch.cuda.is_available()' 2>/dev/null; then sides+=(trl-liger); fi
 sides+=(kodcu kodcu-full-loss kodcu-packed kodcu-packed-full-loss)
 mkdir -p "$out"
-PYTHONUNBUFFERED=1 python "$here/train.py" "${args[@]}" --tokenizer "$tokenizer" --data "$data" \
+PYTHONUNBUFFERED=1 python3 "$here/train.py" "${args[@]}" --tokenizer "$tokenizer" --data "$data" \
   --sides "${sides[@]}" --json "$out/$case_name.json" --profile "$out/profile-$case_name"
