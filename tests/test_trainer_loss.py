@@ -102,6 +102,26 @@ def test_the_chunk_size_changes_nothing_but_rounding(tmp_path: Path):
         assert relative_error(grads, whole) < 1e-5
 
 
+def test_evaluation_does_the_loss_arithmetic_only() -> None:
+    # Under torch.no_grad (the Trainer's evaluation) no backward follows: the output layer
+    # runs forward, once, and no gradient is prepared for a backward pass.
+    from torch.utils.flop_counter import FlopCounterMode
+
+    hidden = torch.randn(48, 16, requires_grad=True)  # (N, d)
+    weight = torch.randn(300, 16, requires_grad=True)  # (V, d)
+    targets = torch.randint(0, 300, (48,))
+    forward_flops = 2 * 48 * 300 * 16
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        evaluated = linear_cross_entropy(hidden, weight, targets, chunk_rows=16)
+    assert counter.get_total_flops() == forward_flops
+    with FlopCounterMode(display=False) as counter:
+        trained = linear_cross_entropy(hidden, weight, targets, chunk_rows=16)
+    assert counter.get_total_flops() == 3 * forward_flops  # + both gradients' products
+    assert evaluated.item() == trained.item()
+    trained.backward()
+    assert hidden.grad is not None and weight.grad is not None
+
+
 def test_a_soft_capped_output_layer_gets_the_same_loss(tmp_path: Path):
     config = tiny_config("gemma3", len(tiny_tokenizer()))
     config.final_logit_softcapping = 3.0  # Gemma 2's cap, at a value that bites here

@@ -46,8 +46,12 @@ class _LinearCrossEntropy(torch.autograd.Function):
         targets: torch.Tensor,  # (N,) the labels
         softcap: float | None,
         chunk_rows: int,
+        grad_enabled: bool,
     ) -> torch.Tensor:
-        want_hidden, want_weight = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        # needs_input_grad says what requires grad, even under torch.no_grad (evaluation),
+        # where no backward follows: the gradients are then not computed at all.
+        want_hidden = grad_enabled and ctx.needs_input_grad[0]
+        want_weight = grad_enabled and ctx.needs_input_grad[1]
         total = torch.zeros((), dtype=torch.float32, device=hidden.device)
         grad_hidden = torch.empty_like(hidden) if want_hidden else None
         grad_weight = torch.zeros_like(weight, dtype=torch.float32) if want_weight else None
@@ -94,7 +98,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
             hidden_out = grad_hidden * grad_total.to(grad_hidden.dtype)
         if ctx.needs_input_grad[1]:
             weight_out = (grad_weight * grad_total).to(ctx.weight_dtype)
-        return hidden_out, weight_out, None, None, None
+        return hidden_out, weight_out, None, None, None, None
 
 
 def linear_cross_entropy(
@@ -106,7 +110,8 @@ def linear_cross_entropy(
 ) -> torch.Tensor:
     """Summed cross-entropy of `hidden @ weight.T` (optionally soft-capped) at `targets`;
     hidden (N, d), weight (V, d), targets (N,). The full (N, V) logits never exist."""
-    return _LinearCrossEntropy.apply(hidden, weight, targets, softcap, chunk_rows)
+    grad_enabled = torch.is_grad_enabled()
+    return _LinearCrossEntropy.apply(hidden, weight, targets, softcap, chunk_rows, grad_enabled)
 
 
 def _causal_lm(model: Any) -> Any:
