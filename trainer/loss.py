@@ -126,8 +126,10 @@ class LabelledLoss:
         self.model = model
         self.chunk_rows = chunk_rows
 
-    def __call__(self, labels: torch.Tensor, **inputs: Any) -> tuple[torch.Tensor, int]:
-        """(summed loss, labelled positions) for one batch; inputs as the model takes them."""
+    def __call__(self, labels: torch.Tensor, **inputs: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """(summed loss, labelled positions) for one batch; inputs as the model takes them.
+        The count stays a tensor on the batch's device: reading it would make the host
+        wait for a GPU, and the Trainer usually divides by its own count instead."""
         lm = _causal_lm(self.model)
         hidden = lm.get_decoder()(**inputs).last_hidden_state  # (B, T, d)
         # Position t predicts token t + 1: shift, then keep the labelled positions only.
@@ -137,7 +139,7 @@ class LabelledLoss:
         head = lm.get_output_embeddings().weight  # (V, d)
         softcap = getattr(lm.config, "final_logit_softcapping", None)
         total = linear_cross_entropy(rows, head, targets[keep], softcap, self.chunk_rows)
-        return total, int(keep.sum())
+        return total, keep.sum()
 
 
 def check_labelled_loss(model: Any, batch: dict[str, torch.Tensor]) -> str | None:
@@ -155,7 +157,7 @@ def check_labelled_loss(model: Any, batch: dict[str, torch.Tensor]) -> str | Non
         return f"{type(lm).__name__}: {type(error).__name__}: {error}"
     finally:
         model.train(training)
-    mine = total / max(count, 1)
+    mine = total / count.clamp(min=1)
     if not torch.isclose(mine, own, rtol=1e-3, atol=1e-3):
         return f"{type(lm).__name__}: loss {mine.item():.5f} here, {own.item():.5f} from the model"
     return None
@@ -184,5 +186,5 @@ class LabelledLossTrainer(Trainer):
         if self.model_accepts_loss_kwargs and num_items_in_batch is not None:
             loss = total / num_items_in_batch
         else:
-            loss = total / max(count, 1)
+            loss = total / count.clamp(min=1)
         return (loss, {"loss": loss}) if return_outputs else loss
