@@ -11,16 +11,15 @@
 # TOKENIZER_DIR is a Hugging Face tokenizer folder (the default model's); a shape with a
 # smaller vocabulary gets a tokenizer of its own size (benchmarks/random_models.py).
 # DATA is Alpaca rows (Code Alpaca's code_alpaca_2k.json). Each case runs every side
-# (benchmarks/train.py) in one call, 5 to 8 minutes on an H100/H200; the table goes to
-# stdout and OUT_DIR/CASE.json. Each side also profiles one step (left out of its timing)
+# (benchmarks/train.py) in one call (not yet timed on a GPU with all seven sides and the
+# profiles; allow up to 10 minutes); the table goes to stdout and OUT_DIR/CASE.json. Each side also profiles one step (left out of its timing)
 # into OUT_DIR/profile-CASE: where a side's step waits (GPU syncs, the GPU's busy share),
 # next to the baselines'. kodcu-full-loss (unpacked, the model's own loss) tells the
 # output layer's share of the unpacked side's time from the rest.
 #
-# A GPU machine without network needs what its image lacks as wheels, installed with
-# `pip install --no-index --no-deps`: trl==1.16.0 and datasets with its dill and
-# multiprocess (the baselines), liger-kernel==0.8.5 (the trl-liger side). transformers,
-# peft, accelerate, torch and pyyaml are expected there.
+# A GPU machine without network: benchmarks/gpu_offline.sh packs what its image lacks
+# (TRL, datasets, Liger, and transformers and PEFT at the versions tested here), the
+# tokenizer and the rows, and runs this script there.
 set -euo pipefail
 case_name=$1 tokenizer=$2 data=$3 out=${4:-.}
 here=$(cd "$(dirname "$0")" && pwd)
