@@ -135,6 +135,8 @@ def main() -> None:
         parser.error("--data is required")
     if not (args.model or (args.random and args.tokenizer)):
         parser.error("give --model DIR, or --random NAME with --tokenizer DIR")
+    if args.profile and args.steps < 2:
+        parser.error("--profile leaves one step out of the timing: give --steps 2 or more")
     sides = args.sides or default_sides()
     cuda_only = [side for side in sides if side in CUDA_ONLY]
     if cuda_only and not cuda_available():
