@@ -68,8 +68,8 @@ def run_parser() -> argparse.ArgumentParser:
         help="completions decoded together for a GGUF or a Hugging Face folder, or requests "
         "in flight to a server (default 16; 1 for a Hugging Face folder). For a GGUF the "
         "texts do not depend on it; a Hugging Face folder decodes exactly as transformers "
-        "does alone only with 1, and more pads the prompts into one batch, which can flip "
-        "a near tie (faster on a GPU; on a CPU usually slower)",
+        "does alone only with 1; more pads the prompts into one batch: faster, but a near "
+        "tie can flip",
     )
     parser.add_argument(
         "--drafts",
