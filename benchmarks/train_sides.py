@@ -124,27 +124,36 @@ class Meter:
                     profile.start()
 
             def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
-                sync()
-                meter.end = time.perf_counter()
                 meter.steps = state.global_step
-                if profile and profile.profiler is not None and not profile.seconds:
+                profiled = profile and profile.profiler is not None and not profile.seconds
+                # Wait for the GPU only where a time is read: a wait after every step
+                # would keep each side's host from queueing the next step's work early,
+                # which no user's training does.
+                if profiled or state.global_step >= state.max_steps:
+                    meter.stop_clock()
+                if profiled:
                     profile.stop()
                     started, tokens = meter.left_out
                     meter.left_out = (meter.end - started, meter.tokens - tokens)
 
             def on_train_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+                if meter.end_step != meter.steps:  # ended before max_steps
+                    meter.stop_clock()
                 meter.training = False
                 meter.loss_after = heldout_loss(kw["model"], heldout)
 
         self.pad_token_id = pad_token_id
         self.start: float | None = None
         self.end = 0.0
+        self.end_step = 0  # the step whose end `end` is
         self.steps = 0
-        self.tokens = 0
+        # Counted on the batch's device and read once at the end: reading a GPU count
+        # every step would make the host wait for the GPU there.
+        self.tokens: Any = 0
         self.training = True
         self.loss_before = self.loss_after = math.nan
         self.profile = profile
-        self.left_out: tuple[float, int] = (0.0, 0)  # the profiled step's seconds and tokens
+        self.left_out: tuple[float, Any] = (0.0, 0)  # the profiled step's seconds and tokens
         self.callback = Callback()
 
     def count(self, module: Any, inputs: tuple) -> None:
@@ -152,17 +161,24 @@ class Meter:
         import torch
 
         if self.training and module.training and torch.is_grad_enabled():
-            self.tokens += int((inputs[0] != self.pad_token_id).sum())
+            self.tokens = self.tokens + (inputs[0] != self.pad_token_id).sum()
+
+    def stop_clock(self) -> None:
+        """The time now, once the GPU has done all the work queued so far."""
+        sync()
+        self.end = time.perf_counter()
+        self.end_step = self.steps
 
     def result(self) -> dict[str, Any]:
         assert self.start is not None, "no training step ran"
         left_out_s, left_out_tokens = self.left_out
         seconds = self.end - self.start - left_out_s
-        timed = self.tokens - left_out_tokens
+        tokens = int(self.tokens)
+        timed = tokens - int(left_out_tokens)
         result = {
             "seconds": seconds,
             "steps": self.steps - (1 if self.profile else 0),  # the steps timed
-            "useful_tokens": self.tokens,
+            "useful_tokens": tokens,
             "useful_tokens_per_s": timed / seconds,
             "heldout_loss_before": self.loss_before,
             "heldout_loss": self.loss_after,
