@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # benchmarks/gpu_train.sh on a GPU machine without network: pack here, run there.
 #
-#   benchmarks/gpu_offline.sh pack DIR TOKENIZER_DIR DATA     (here, with network, in the
-#                                                              project's environment)
+#   benchmarks/gpu_offline.sh pack DIR TOKENIZER_DIR DATA [MBPP]   (here, with network, in
+#                                                                   the project's environment)
 #   benchmarks/gpu_offline.sh run DIR CASE [CASE ...]         (there; OUT_DIR=... optional)
 #
 # pack writes into DIR (about 37 MB):
@@ -12,13 +12,15 @@
 #                CPython 3.12 on x86-64 Linux; PYTHON_VERSION=3.11 for another
 #   tokenizer.tgz  the tokenizer files of TOKENIZER_DIR (the default model's)
 #   data.json      DATA (Alpaca rows, Code Alpaca's code_alpaca_2k.json)
+#   mbpp.jsonl     MBPP's mbpp.jsonl, for the coder cases (optional)
 # run installs the wheels into a folder of its own (put first on PYTHONPATH, so the
 # machine's own packages are not touched), prints the versions it runs with, and runs
-# benchmarks/gpu_train.sh for each CASE (codellama-ckpt, codellama, gemma-270m, tiny),
+# benchmarks/gpu_train.sh for each CASE (codellama-ckpt, codellama, gemma-270m, coder, or
+# the CPU rehearsals tiny and coder-tiny),
 # its tables to stdout, its JSON and profiles to OUT_DIR (default DIR/results).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-usage="usage: $0 pack DIR TOKENIZER_DIR DATA | $0 run DIR CASE [CASE ...]"
+usage="usage: $0 pack DIR TOKENIZER_DIR DATA [MBPP] | $0 run DIR CASE [CASE ...]"
 [ $# -ge 2 ] || { echo "$usage" >&2; exit 2; }
 command=$1 dir=$2
 shift 2
@@ -66,8 +68,8 @@ EOF
 
 case $command in
   pack)
-    [ $# -eq 2 ] || { echo "$usage" >&2; exit 2; }
-    tokenizer=$1 data=$2
+    [ $# -eq 2 ] || [ $# -eq 3 ] || { echo "$usage" >&2; exit 2; }
+    tokenizer=$1 data=$2 mbpp=${3:-}
     mkdir -p "$dir/wheels"
     python3 -m pip download --quiet --no-deps --only-binary=:all: --implementation cp \
       --python-version "${PYTHON_VERSION:-3.12}" --platform manylinux_2_28_x86_64 \
@@ -80,6 +82,7 @@ case $command in
     [ -f "$tokenizer/tokenizer_config.json" ] || { echo "$tokenizer: no tokenizer_config.json" >&2; exit 2; }
     tar czf "$dir/tokenizer.tgz" -C "$tokenizer" "${present[@]}"
     cp -f "$data" "$dir/data.json"
+    if [ -n "$mbpp" ]; then cp -f "$mbpp" "$dir/mbpp.jsonl"; fi
     du -sh "$dir"
     ;;
   run)
@@ -96,6 +99,7 @@ gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "no GPU"
 print("torch", torch.__version__, "· transformers", transformers.__version__, "· peft",
       peft.__version__, "· trl", trl.__version__, "· datasets", datasets.__version__,
       "· pyarrow", pyarrow.__version__, "·", gpu)'
+    if [ -f "$dir/mbpp.jsonl" ]; then export MBPP="$dir/mbpp.jsonl"; fi
     for case_name in "$@"; do
       bash "$here/gpu_train.sh" "$case_name" "$tokenizer" "$dir/data.json" "$out"
     done
