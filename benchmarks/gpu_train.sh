@@ -14,7 +14,7 @@
 #   coder-tiny       the same, 2 steps: a rehearsal on a CPU
 # TOKENIZER_DIR is a Hugging Face tokenizer folder (the default model's); a shape with a
 # smaller vocabulary gets a tokenizer of its own size (benchmarks/random_models.py).
-# DATA is Alpaca rows (Code Alpaca's code_alpaca_2k.json). Each case runs every side
+# DATA is Alpaca rows (Code Alpaca's code_alpaca_2k.json). Each case but coder runs every side
 # (benchmarks/train.py) in one call (not yet timed on a GPU with all seven sides and the
 # profiles; allow up to 10 minutes); the table goes to stdout and OUT_DIR/CASE.json. Each side also profiles one step (left out of its timing)
 # into OUT_DIR/profile-CASE: where a side's step waits (GPU syncs, the GPU's busy share),
@@ -32,7 +32,7 @@ root=$(dirname "$here")
 # The time of a training run depends on the model's shape and the tokens, not on the
 # weights' values, and the default model's weights are too large to carry to a GPU
 # machine without network: so the coder's recipe runs over random weights of its shape.
-coder() {  # coder STEPS_OVERRIDE...
+coder() {  # coder [KEY=VALUE ...]: overrides of the recipe, as kodcu-train takes them
   local mbpp=${MBPP:?the coder cases need MBPP=mbpp.jsonl (the file make coder takes)}
   local work
   work=$(mktemp -d)
