@@ -21,6 +21,9 @@
 # next to the baselines'. kodcu-full-loss (unpacked, the model's own loss) tells the
 # output layer's share of the unpacked side's time from the rest.
 #
+# SIDES="hf trl-liger kodcu-packed" runs only those sides: a Code Llama case loads 13.5 GB
+# of weights per side, and seven sides may not fit one 10-minute call.
+#
 # A GPU machine without network: benchmarks/gpu_offline.sh packs what its image lacks
 # (TRL, datasets, Liger, and transformers and PEFT at the versions tested here), the
 # tokenizer and the rows, and runs this script there.
@@ -68,9 +71,13 @@ case $case_name in
   *) echo "unknown case $case_name: codellama-ckpt, codellama, gemma-270m, tiny, coder or coder-tiny" >&2
      exit 2 ;;
 esac
-sides=(hf trl)
-if python3 -c 'import torch, liger_kernel; assert torch.cuda.is_available()' 2>/dev/null; then sides+=(trl-liger); fi
-sides+=(kodcu kodcu-full-loss kodcu-packed kodcu-packed-full-loss)
+if [ -n "${SIDES:-}" ]; then
+  read -r -a sides <<< "$SIDES"
+else
+  sides=(hf trl)
+  if python3 -c 'import torch, liger_kernel; assert torch.cuda.is_available()' 2>/dev/null; then sides+=(trl-liger); fi
+  sides+=(kodcu kodcu-full-loss kodcu-packed kodcu-packed-full-loss)
+fi
 mkdir -p "$out"
 PYTHONUNBUFFERED=1 python3 "$here/train.py" "${args[@]}" --tokenizer "$tokenizer" --data "$data" \
   --sides "${sides[@]}" --json "$out/$case_name.json" --profile "$out/profile-$case_name"
