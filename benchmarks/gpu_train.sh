@@ -14,10 +14,11 @@
 #   coder-tiny       the same, 2 steps: a rehearsal on a CPU
 # TOKENIZER_DIR is a Hugging Face tokenizer folder (the default model's); a shape with a
 # smaller vocabulary gets a tokenizer of its own size (benchmarks/random_models.py).
-# DATA is Alpaca rows (Code Alpaca's code_alpaca_2k.json). Each case but coder runs every side
-# (benchmarks/train.py) in one call (not yet timed on a GPU with all seven sides and the
-# profiles; allow up to 10 minutes); the table goes to stdout and OUT_DIR/CASE.json. Each side also profiles one step (left out of its timing)
-# into OUT_DIR/profile-CASE: where a side's step waits (GPU syncs, the GPU's busy share),
+# DATA is Alpaca rows (Code Alpaca's code_alpaca_2k.json). Each case but the coder ones
+# runs every side (benchmarks/train.py) in one call (not yet timed on a GPU with all seven
+# sides and the profiles; allow up to 10 minutes); the table goes to stdout and
+# OUT_DIR/CASE.json. Each side also profiles one step (left out of its timing) into
+# OUT_DIR/profile-CASE: where a side's step waits (GPU syncs, the GPU's busy share),
 # next to the baselines'. kodcu-full-loss (unpacked, the model's own loss) tells the
 # output layer's share of the unpacked side's time from the rest.
 #
@@ -37,15 +38,15 @@ root=$(dirname "$here")
 # machine without network: so the coder's recipe runs over random weights of its shape.
 coder() {  # coder [KEY=VALUE ...]: overrides of the recipe, as kodcu-train takes them
   local mbpp=${MBPP:?the coder cases need MBPP=mbpp.jsonl (the file make coder takes)}
-  local work
+  local recipe="$root/trainer/configs/kodcu-coder-270m.yaml" work start end
   work=$(mktemp -d)
-  PYTHONPATH="$root${PYTHONPATH:+:$PYTHONPATH}" python3 -c 'import sys
+  export PYTHONPATH="$root${PYTHONPATH:+:$PYTHONPATH}"
+  python3 -c 'import sys
 from benchmarks.random_models import random_model
 random_model("gemma3-270m", sys.argv[1], sys.argv[2])' "$tokenizer" "$work/base"
-  local start end
   start=$(date +%s.%N)
-  PYTHONPATH="$root${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 python3 -m trainer \
-    "$root/trainer/configs/kodcu-coder-270m.yaml" model.base="$work/base" \
+  # The recipe's MBPP sources read the local file, as the Makefile's CODER_DATA has them.
+  PYTHONUNBUFFERED=1 python3 -m trainer "$recipe" model.base="$work/base" \
     training.output_dir="$work/adapter" data.sources.0.path="$mbpp" \
     data.sources.1.path="$mbpp" data.sources.2.path="$mbpp" hygiene.mbpp_path="$mbpp" "$@"
   end=$(date +%s.%N)
